@@ -1,0 +1,28 @@
+package qcow2
+
+import (
+	"encoding/binary"
+	"io"
+
+	"github.com/ucphhpc/gen-vm-image-go/disk"
+)
+
+func init() {
+	disk.Register(disk.Format{
+		Name:   "qcow2",
+		Sniff:  Sniff,
+		Open:   Open,
+		Create: Create,
+		Check:  Check,
+	})
+}
+
+// Sniff reports whether r starts with the qcow2 magic and a version we know.
+func Sniff(r io.ReaderAt, size int64) bool {
+	head := disk.ReadHead(r, 8)
+	if len(head) < 8 || binary.BigEndian.Uint32(head) != Magic {
+		return false
+	}
+	v := binary.BigEndian.Uint32(head[4:])
+	return v == 2 || v == 3
+}

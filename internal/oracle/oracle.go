@@ -1,0 +1,140 @@
+// Package oracle runs qemu-img in tests: the independent judge of every image
+// we write. It is never used at run time.
+package oracle
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"testing"
+)
+
+// RequireEnv is the variable that turns a missing qemu-img from a skip into a
+// failure; .ci/run sets it after installing qemu-utils.
+const RequireEnv = "GVI_REQUIRE_ORACLE"
+
+// QemuImg returns the path of qemu-img, or skips the test (fails it when
+// GVI_REQUIRE_ORACLE=1) when it is absent.
+func QemuImg(t testing.TB) string {
+	t.Helper()
+	p, err := exec.LookPath("qemu-img")
+	if err != nil {
+		if os.Getenv(RequireEnv) == "1" {
+			t.Fatalf("qemu-img not found and %s=1: install qemu-utils", RequireEnv)
+		}
+		t.Skip("qemu-img not found: oracle test skipped (install qemu-utils, or set GVI_REQUIRE_ORACLE=1 to make this fail)")
+	}
+	return p
+}
+
+// Run runs qemu-img with args and returns stdout, stderr and the exit code.
+func Run(t testing.TB, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	cmd := exec.Command(QemuImg(t), args...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	code = 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatalf("qemu-img %v: %v", args, err)
+		}
+		code = ee.ExitCode()
+	}
+	return o.String(), e.String(), code
+}
+
+// MustRun runs qemu-img and fails the test unless it exits 0.
+func MustRun(t testing.TB, args ...string) string {
+	t.Helper()
+	out, errOut, code := Run(t, args...)
+	if code != 0 {
+		t.Fatalf("qemu-img %v: exit %d\n%s%s", args, code, out, errOut)
+	}
+	return out
+}
+
+// Info is the part of `qemu-img info --output=json` tests look at.
+type Info struct {
+	Format      string `json:"format"`
+	VirtualSize int64  `json:"virtual-size"`
+	ActualSize  int64  `json:"actual-size"`
+	ClusterSize int64  `json:"cluster-size"`
+	DirtyFlag   bool   `json:"dirty-flag"`
+	Backing     string `json:"backing-filename"`
+	Specific    struct {
+		Type string `json:"type"`
+		Data struct {
+			Compat          string `json:"compat"`
+			CompressionType string `json:"compression-type"`
+			LazyRefcounts   bool   `json:"lazy-refcounts"`
+			RefcountBits    int    `json:"refcount-bits"`
+			Corrupt         bool   `json:"corrupt"`
+			ExtendedL2      bool   `json:"extended-l2"`
+		} `json:"data"`
+	} `json:"format-specific"`
+}
+
+// ImageInfo runs qemu-img info --output=json on path.
+func ImageInfo(t testing.TB, path string) Info {
+	t.Helper()
+	out := MustRun(t, "info", "--output=json", path)
+	var info Info
+	if err := json.Unmarshal([]byte(out), &info); err != nil {
+		t.Fatalf("qemu-img info %s: %v\n%s", path, err, out)
+	}
+	return info
+}
+
+// CheckReport is `qemu-img check --output=json`.
+type CheckReport struct {
+	CheckErrors        int   `json:"check-errors"`
+	Corruptions        int   `json:"corruptions"`
+	Leaks              int   `json:"leaks"`
+	ImageEndOffset     int64 `json:"image-end-offset"`
+	TotalClusters      int64 `json:"total-clusters"`
+	AllocatedClusters  int64 `json:"allocated-clusters"`
+	FragmentedClusters int64 `json:"fragmented-clusters"`
+	CompressedClusters int64 `json:"compressed-clusters"`
+}
+
+// Check runs qemu-img check --output=json and returns its report and exit code.
+func Check(t testing.TB, path, format string) (CheckReport, int) {
+	t.Helper()
+	out, errOut, code := Run(t, "check", "--output=json", "-f", format, path)
+	var r CheckReport
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("qemu-img check %s: exit %d: %v\n%s%s", path, code, err, out, errOut)
+	}
+	return r, code
+}
+
+// AssertQcow2 checks what every qcow2 we write must satisfy: check passes
+// with no errors and no leaks; info says qcow2, the virtual size, compat 1.1,
+// not dirty, not corrupt.
+func AssertQcow2(t testing.TB, path string, virtualSize int64) Info {
+	t.Helper()
+	r, code := Check(t, path, "qcow2")
+	if code != 0 || r.CheckErrors != 0 || r.Corruptions != 0 || r.Leaks != 0 {
+		out, _, _ := Run(t, "check", "-f", "qcow2", path)
+		t.Fatalf("qemu-img check %s: exit %d, %+v\n%s", path, code, r, out)
+	}
+	info := ImageInfo(t, path)
+	if info.Format != "qcow2" || info.VirtualSize != virtualSize || info.Specific.Data.Compat != "1.1" ||
+		info.DirtyFlag || info.Specific.Data.Corrupt {
+		t.Fatalf("qemu-img info %s: %+v; want qcow2, virtual size %d, compat 1.1, clean", path, info, virtualSize)
+	}
+	return info
+}
+
+// AssertSame runs qemu-img compare (strict with -s when strict is set) and
+// fails unless the two images have the same content.
+func AssertSame(t testing.TB, a, aFormat, b, bFormat string) {
+	t.Helper()
+	out, errOut, code := Run(t, "compare", "-f", aFormat, "-F", bFormat, a, b)
+	if code != 0 {
+		t.Fatalf("qemu-img compare %s %s: exit %d\n%s%s", a, b, code, out, errOut)
+	}
+}

@@ -1,0 +1,83 @@
+// Package testcorpus finds ../shared/corpus, the real-world test images that
+// live beside the repository (never inside it).
+package testcorpus
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// Dir returns the corpus directory, or skips the test with a message when it
+// is absent. GVI_CORPUS overrides the location.
+func Dir(t testing.TB) string {
+	t.Helper()
+	if d := os.Getenv("GVI_CORPUS"); d != "" {
+		return d
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := wd; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			c := filepath.Join(d, "..", "shared", "corpus")
+			if _, err := os.Stat(filepath.Join(c, "MANIFEST.tsv")); err != nil {
+				t.Skipf("corpus not found at %s: corpus tests skipped", c)
+			}
+			return c
+		}
+		if filepath.Dir(d) == d {
+			t.Skip("module root not found: corpus tests skipped")
+		}
+	}
+}
+
+// Entry is one row of MANIFEST.tsv.
+type Entry struct {
+	File        string // relative to the corpus dir; "[not kept]" rows have NotKept set
+	NotKept     bool
+	QemuFormat  string // what qemu-img info said ("qcow2", "ERROR: ..." ...)
+	VirtualSize string
+	Notes       string
+}
+
+// Malformed reports whether the manifest marks the file hostile or broken.
+func (e Entry) Malformed() bool { return strings.Contains(e.Notes, "MALFORMED") }
+
+// Manifest reads MANIFEST.tsv.
+func Manifest(t testing.TB) []Entry {
+	t.Helper()
+	dir := Dir(t)
+	f, err := os.Open(filepath.Join(dir, "MANIFEST.tsv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var out []Entry
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	first := true
+	for sc.Scan() {
+		if first {
+			first = false
+			continue
+		}
+		cols := strings.Split(sc.Text(), "\t")
+		if len(cols) < 10 {
+			continue
+		}
+		e := Entry{File: cols[0], QemuFormat: cols[7], VirtualSize: cols[8], Notes: cols[9]}
+		if strings.Contains(e.File, "[not kept]") {
+			e.NotKept = true
+			e.File = strings.TrimSpace(strings.Replace(e.File, "[not kept]", "", 1))
+		}
+		out = append(out, e)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
