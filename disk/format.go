@@ -31,6 +31,9 @@ type Format struct {
 	Open   func(f *os.File, opt OpenOptions) (Image, error)
 	Create func(f *os.File, size int64, opt CreateOptions) (Writer, error)
 	Check  func(f *os.File) (CheckReport, error)
+	// Describe reads what the header says without opening the image for
+	// reading, so images that Open refuses can still be described. Optional.
+	Describe func(f *os.File) (Info, error)
 	// Generic formats (raw) match anything; they are tried last and never
 	// count towards polyglot detection.
 	Generic bool

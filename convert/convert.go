@@ -1,0 +1,263 @@
+// Package convert copies one image into another: the parallel extent
+// pipeline. A producer walks the source's extents and skips zero runs
+// without reading them; workers read (and so decompress) data chunks in
+// parallel and find the zero blocks inside them; the caller's goroutine
+// writes the results in virtual order, so the writer can allocate its host
+// clusters sequentially. Memory is bounded by Workers and Depth, never by
+// the image size.
+package convert
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"runtime"
+	"sync"
+
+	"github.com/ucphhpc/gen-vm-image-go/disk"
+)
+
+// Progress is reported after each chunk is written, in virtual order.
+type Progress struct {
+	Done  int64 // virtual bytes handled (written or skipped as zeros)
+	Total int64
+}
+
+// Options tune Copy. The zero value is a good default.
+type Options struct {
+	// Length is how many virtual bytes to copy from offset 0; 0 means the
+	// whole source. A Length beyond the source size is clipped to it.
+	Length int64
+	// Workers reading and decompressing in parallel; 0 means GOMAXPROCS.
+	Workers int
+	// ChunkSize is the unit of work (bytes); 0 means 2 MiB.
+	ChunkSize int64
+	// Depth is how many chunks may be in flight; 0 means 2*Workers+2.
+	Depth int
+	// ZeroBlock is the zero-detection granularity: aligned blocks of this
+	// many bytes that are all zero are not written. 0 means 4 KiB. Set it to
+	// the destination's cluster size to avoid splitting writes in clusters
+	// that get allocated anyway.
+	ZeroBlock int64
+	// Progress, when set, is called from the writing goroutine.
+	Progress func(Progress)
+}
+
+// Stats says what a copy did.
+type Stats struct {
+	BytesRead    int64 // data bytes read from the source
+	BytesWritten int64 // bytes handed to the destination
+	ZeroSkipped  int64 // virtual bytes never written because they are zero
+}
+
+type chunk struct {
+	off, n int64
+	buf    []byte
+	err    error
+	done   chan struct{}
+	// zeroOnly: nothing to read; only advances progress to off+n.
+	zeroOnly bool
+}
+
+// extentWindow is how much of the source one Extents call describes; large
+// so that sparse terabytes cost few calls.
+const extentWindow = 1 << 30
+
+// Copy writes the first opt.Length bytes of src into dst, which must read as
+// zeros where nothing is written (a freshly created image). Zero runs are
+// never written.
+func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (Stats, error) {
+	total := src.Size()
+	if opt.Length > 0 && opt.Length < total {
+		total = opt.Length
+	}
+	workers := opt.Workers
+	if workers <= 0 {
+		workers = runtime.GOMAXPROCS(0)
+	}
+	chunkSize := opt.ChunkSize
+	if chunkSize <= 0 {
+		chunkSize = 2 << 20
+	}
+	depth := opt.Depth
+	if depth <= 0 {
+		depth = 2*workers + 2
+	}
+	zeroBlock := opt.ZeroBlock
+	if zeroBlock <= 0 {
+		zeroBlock = 4096
+	}
+	if chunkSize%zeroBlock != 0 {
+		chunkSize = (chunkSize/zeroBlock + 1) * zeroBlock
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	pool := sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
+	jobs := make(chan *chunk, depth)
+	ordered := make(chan *chunk, depth)
+
+	// Workers: read each chunk into a pooled buffer.
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range jobs {
+				if ctx.Err() == nil {
+					bp := pool.Get().(*[]byte)
+					c.buf = (*bp)[:c.n]
+					c.err = readFull(src, c.buf, c.off)
+				}
+				close(c.done)
+			}
+		}()
+	}
+
+	// Producer: walk the extents, cut data into chunks, in order.
+	var produceErr error
+	go func() {
+		defer close(ordered)
+		defer close(jobs)
+		for win := int64(0); win < total; win += extentWindow {
+			n := min(extentWindow, total-win)
+			exts, err := src.Extents(win, n)
+			if err != nil {
+				produceErr = fmt.Errorf("reading the map of the source at offset %d: %w", win, err)
+				return
+			}
+			for _, e := range exts {
+				if e.Zero {
+					c := &chunk{off: e.Offset, n: e.Length, zeroOnly: true, done: make(chan struct{})}
+					close(c.done)
+					select {
+					case ordered <- c:
+					case <-ctx.Done():
+						return
+					}
+					continue
+				}
+				for off := e.Offset; off < e.End(); {
+					// Cut at chunk-aligned boundaries so writes stay aligned.
+					next := min((off/chunkSize+1)*chunkSize, e.End())
+					c := &chunk{off: off, n: next - off, done: make(chan struct{})}
+					select {
+					case ordered <- c:
+					case <-ctx.Done():
+						return
+					}
+					select {
+					case jobs <- c:
+					case <-ctx.Done():
+						close(c.done)
+						return
+					}
+					off = next
+				}
+			}
+		}
+	}()
+
+	var st Stats
+	var err error
+	var done int64
+	for c := range ordered {
+		<-c.done
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err == nil && c.err != nil {
+			err = c.err
+		}
+		if err == nil && !c.zeroOnly {
+			st.BytesRead += c.n
+			var w, z int64
+			w, z, err = writeNonZero(dst, c.buf, c.off, zeroBlock)
+			st.BytesWritten += w
+			st.ZeroSkipped += z
+		} else if c.zeroOnly {
+			st.ZeroSkipped += c.n
+		}
+		if c.buf != nil {
+			b := c.buf[:cap(c.buf)]
+			pool.Put(&b)
+			c.buf = nil
+		}
+		if err != nil {
+			cancel()
+			continue // drain so the producer and workers can finish
+		}
+		done = c.off + c.n
+		if opt.Progress != nil {
+			opt.Progress(Progress{Done: done, Total: total})
+		}
+	}
+	wg.Wait()
+	if err == nil {
+		err = produceErr
+	}
+	if err == nil && done != total && total > 0 {
+		err = fmt.Errorf("convert: the source's map covered %d of %d bytes", done, total)
+	}
+	return st, err
+}
+
+// readFull reads len(p) bytes at off; a short read is an error because the
+// source's extents promised data there.
+func readFull(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return fmt.Errorf("reading %d bytes of the source at offset %d: %w", len(p), off, err)
+}
+
+// writeNonZero writes the runs of buf that are not whole zero blocks.
+func writeNonZero(dst io.WriterAt, buf []byte, off, block int64) (written, skipped int64, err error) {
+	n := int64(len(buf))
+	runStart := int64(-1)
+	flush := func(end int64) error {
+		if runStart < 0 {
+			return nil
+		}
+		if _, err := dst.WriteAt(buf[runStart:end], off+runStart); err != nil {
+			return fmt.Errorf("writing %d bytes at offset %d: %w", end-runStart, off+runStart, err)
+		}
+		written += end - runStart
+		runStart = -1
+		return nil
+	}
+	// Blocks are aligned to virtual offsets, not to the buffer start.
+	for pos := int64(0); pos < n; {
+		end := min(((off+pos)/block+1)*block-off, n)
+		if isZero(buf[pos:end]) {
+			if err := flush(pos); err != nil {
+				return written, skipped, err
+			}
+			skipped += end - pos
+		} else if runStart < 0 {
+			runStart = pos
+		}
+		pos = end
+	}
+	return written, skipped, flush(n)
+}
+
+var zeroPage [64 << 10]byte
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		k := min(len(b), len(zeroPage))
+		if !bytes.Equal(b[:k], zeroPage[:k]) {
+			return false
+		}
+		b = b[k:]
+	}
+	return true
+}
