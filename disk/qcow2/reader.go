@@ -1,13 +1,279 @@
 package qcow2
 
 import (
+	"encoding/binary"
 	"errors"
+	"fmt"
+	"io"
+	"math/bits"
 	"os"
+	"strings"
+	"sync"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 )
 
-// Open is a placeholder until the reader lands.
+// Open opens a qcow2 image for reading. The image is read in place through
+// f, which the caller keeps open and closes after the image.
+//
+// Open refuses, before reading any table, what it cannot read safely:
+// encrypted images and unknown incompatible features (disk.ErrUnsupported),
+// images with an external data file or a backing file (disk.ErrUnsafe).
+// Dirty and corrupt images are read as they are; internal snapshots are
+// ignored (the active L1 table is read).
 func Open(f *os.File, opt disk.OpenOptions) (disk.Image, error) {
-	return nil, errors.New("qcow2: reader not implemented yet")
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("qcow2: %w", err)
+	}
+	return OpenReaderAt(f, fi.Size(), opt)
+}
+
+// OpenReaderAt is Open for any io.ReaderAt of size bytes (a file, a memory
+// buffer, a section of an archive). r must allow concurrent ReadAt calls if
+// the image is read concurrently.
+func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, error) {
+	h, err := readHeader(r, size)
+	if err != nil {
+		return nil, err
+	}
+	if err := rdRefusal(h, opt); err != nil {
+		return nil, err
+	}
+	if err := rdCheckSnapshotTable(r, size, h); err != nil {
+		return nil, err
+	}
+	im := &rdImage{
+		r:           r,
+		fileSize:    size,
+		hdr:         h,
+		size:        int64(h.Size),
+		clusterBits: uint(h.ClusterBits),
+		clusterSize: h.ClusterSize(),
+		l2Entries:   h.L2Entries(),
+		extendedL2:  h.ExtendedL2(),
+		zstd:        h.CompressionType == CompressionZstd,
+	}
+	im.l2Bits = uint(bits.TrailingZeros64(uint64(im.l2Entries)))
+	if im.extendedL2 {
+		im.subclusterBits = im.clusterBits - 5 // 32 subclusters per cluster
+	} else {
+		im.subclusterBits = im.clusterBits
+	}
+	im.csizeShift = 62 - (im.clusterBits - 8)
+	im.csizeMask = uint64(1)<<(im.clusterBits-8) - 1
+	im.coffMask = uint64(1)<<im.csizeShift - 1
+	if err := im.loadL1(); err != nil {
+		return nil, err
+	}
+	im.l2 = newRdL2Cache(rdL2CacheBytes / im.clusterSize)
+	// One host read buffer: a compressed cluster takes at most two clusters
+	// of host bytes; several of them are fetched with one pread.
+	im.hostBufSize = max(2*im.clusterSize, rdCompressedSpan)
+	im.bufs.New = func() any { b := make([]byte, im.hostBufSize); return &b }
+	im.clusters = newRdClusterCache(im.clusterSize)
+	return im, nil
+}
+
+// ReadInfo describes the qcow2 image in f from its header alone, without
+// refusing anything: `gen-vm-image info` uses it for images that Open
+// refuses (encrypted, backing file, external data file).
+func ReadInfo(f *os.File) (disk.Info, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return disk.Info{}, fmt.Errorf("qcow2: %w", err)
+	}
+	return ReadInfoAt(f, fi.Size())
+}
+
+// ReadInfoAt is ReadInfo for any io.ReaderAt of size bytes.
+func ReadInfoAt(r io.ReaderAt, size int64) (disk.Info, error) {
+	h, err := readHeader(r, size)
+	if err != nil {
+		return disk.Info{}, err
+	}
+	return headerInfo(h), nil
+}
+
+// headerInfo is what the header says, in the vocabulary of qemu-img info.
+func headerInfo(h *Header) disk.Info {
+	return disk.Info{
+		Format:        "qcow2",
+		VirtualSize:   int64(h.Size),
+		ClusterSize:   h.ClusterSize(),
+		Compat:        h.Compat(),
+		Compression:   h.CompressionName(),
+		RefcountBits:  1 << h.RefcountOrder,
+		LazyRefcounts: h.CompatibleFeatures&CompatLazyRefcounts != 0,
+		ExtendedL2:    h.ExtendedL2(),
+		Dirty:         h.IncompatibleFeatures&IncompatDirty != 0,
+		Corrupt:       h.IncompatibleFeatures&IncompatCorrupt != 0,
+		BackingFile:   h.BackingFile,
+		BackingFormat: h.BackingFormat,
+		DataFile:      h.DataFile,
+		Encrypted:     h.CryptMethod != CryptNone,
+		Snapshots:     int(h.NbSnapshots),
+	}
+}
+
+// readHeader reads the first cluster (or the whole file when it is shorter)
+// and parses it. The cluster size is peeked first so that a hostile
+// cluster_bits cannot make us read more than 2 MiB.
+func readHeader(r io.ReaderAt, size int64) (*Header, error) {
+	if size < 0 {
+		return nil, formatErr("negative file size %d", size)
+	}
+	head := make([]byte, min(size, headerV2Length))
+	if err := rdReadFull(r, head, 0); err != nil {
+		return nil, fmt.Errorf("qcow2: reading the header: %w", err)
+	}
+	want := int64(len(head))
+	if len(head) >= headerV2Length {
+		cb := binary.BigEndian.Uint32(head[20:])
+		if cb >= MinClusterBits && cb <= MaxClusterBits {
+			want = min(size, int64(1)<<cb)
+		}
+	}
+	buf := head
+	if want > int64(len(head)) {
+		buf = make([]byte, want)
+		if err := rdReadFull(r, buf, 0); err != nil {
+			return nil, fmt.Errorf("qcow2: reading the header cluster: %w", err)
+		}
+	}
+	return ParseHeader(buf, size)
+}
+
+// rdRefusal says why Open will not read an image, or nil.
+func rdRefusal(h *Header, opt disk.OpenOptions) error {
+	if unknown := h.IncompatibleFeatures &^ IncompatKnown; unknown != 0 {
+		var names []string
+		for b := 0; b < 64; b++ {
+			if unknown&(1<<b) != 0 {
+				names = append(names, fmt.Sprint(b))
+			}
+		}
+		return unsupportedErr("unknown incompatible feature bits %s (%#x) are set; this image needs a newer qcow2 reader",
+			strings.Join(names, ", "), unknown)
+	}
+	if h.CryptMethod != CryptNone {
+		method := map[uint32]string{CryptAES: "AES", CryptLUKS: "LUKS"}[h.CryptMethod]
+		if method == "" {
+			method = fmt.Sprintf("method %d", h.CryptMethod)
+		}
+		return unsupportedErr("the image is encrypted (%s); encrypted images cannot be read", method)
+	}
+	if h.IncompatibleFeatures&IncompatDataFile != 0 {
+		name := h.DataFile
+		if name == "" {
+			name = "(name not recorded in the image)"
+		} else {
+			name = fmt.Sprintf("%q", name)
+		}
+		return fmt.Errorf("qcow2: %w: the image keeps its data in the external data file %s; refusing to open a file the image names",
+			disk.ErrUnsafe, name)
+	}
+	if h.BackingFile != "" {
+		format := ""
+		if h.BackingFormat != "" {
+			format = fmt.Sprintf(" (format %s)", h.BackingFormat)
+		}
+		if opt.AllowBacking {
+			return fmt.Errorf("qcow2: %w: backing file %q%s: reading through a backing chain is not implemented",
+				disk.ErrUnsupported, h.BackingFile, format)
+		}
+		return fmt.Errorf("qcow2: %w: backing file %q%s: the image is an overlay that needs its backing chain to be read; refusing to open a file the image names",
+			disk.ErrUnsafe, h.BackingFile, format)
+	}
+	return nil
+}
+
+// rdL2CacheBytes bounds the memory the L2 cache holds per image: 32 MiB of
+// L2 tables map 256 GiB of virtual disk with 64 KiB clusters.
+const rdL2CacheBytes = 32 << 20
+
+// rdCompressedSpan is the most host bytes one pread fetches for a run of
+// compressed clusters.
+const rdCompressedSpan = 1 << 20
+
+// rdImage is an open qcow2 image. Everything in it is immutable after
+// OpenReaderAt except the L2 cache and the buffer pools, which are safe for
+// concurrent use.
+type rdImage struct {
+	r        io.ReaderAt
+	fileSize int64
+	hdr      *Header
+	size     int64 // virtual size
+
+	clusterBits    uint
+	clusterSize    int64
+	subclusterBits uint  // log2 of the smallest unit a mapping describes
+	l2Entries      int64 // entries per L2 table
+	l2Bits         uint  // log2(l2Entries)
+	extendedL2     bool
+	zstd           bool
+
+	// Compressed cluster descriptor fields (qcow2.txt "Compressed Clusters
+	// Descriptor"): host offset in the low csizeShift bits, additional
+	// sectors above.
+	csizeShift uint
+	csizeMask  uint64
+	coffMask   uint64
+
+	l1 []uint64 // active L1 table, the entries that cover the virtual size
+	l2 *rdL2Cache
+
+	hostBufSize int64           // max(2 clusters, rdCompressedSpan)
+	bufs        sync.Pool       // *[]byte of hostBufSize: host bytes of compressed clusters
+	clusters    *rdClusterCache // decompressed clusters, for partial reads
+}
+
+// loadL1 reads the L1 entries that cover the virtual size. ParseHeader has
+// checked the count against MaxL1Bytes; here we check that they are inside
+// the file before allocating them.
+func (im *rdImage) loadL1() error {
+	perL2 := im.l2Entries << im.clusterBits
+	n := (im.size + perL2 - 1) / perL2
+	if n == 0 {
+		return nil
+	}
+	off := int64(im.hdr.L1TableOffset)
+	bytes := n * 8
+	if off > im.fileSize || bytes > im.fileSize-off {
+		return formatErr("L1 table at host offset %#x (%d entries) runs past the end of the file (%d bytes)", off, n, im.fileSize)
+	}
+	buf := make([]byte, bytes)
+	if err := rdReadFull(im.r, buf, off); err != nil {
+		return fmt.Errorf("qcow2: reading the L1 table at %#x: %w", off, err)
+	}
+	im.l1 = make([]uint64, n)
+	for i := range im.l1 {
+		im.l1[i] = binary.BigEndian.Uint64(buf[i*8:])
+	}
+	return nil
+}
+
+// Size returns the virtual size in bytes.
+func (im *rdImage) Size() int64 { return im.size }
+
+// Info describes the image as qemu-img info would.
+func (im *rdImage) Info() disk.Info { return headerInfo(im.hdr) }
+
+// Close drops the cached tables. It does not close the file.
+func (im *rdImage) Close() error {
+	im.l2.clear()
+	im.clusters.clear()
+	return nil
+}
+
+// rdReadFull reads len(p) bytes at off; a short read is an error.
+func rdReadFull(r io.ReaderAt, p []byte, off int64) error {
+	n, err := r.ReadAt(p, off)
+	if n == len(p) {
+		return nil
+	}
+	if err == nil || errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	return err
 }
