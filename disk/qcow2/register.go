@@ -14,6 +14,8 @@ func init() {
 		Open:   Open,
 		Create: Create,
 		Check:  Check,
+		// Describe works on images Open refuses (backing files, encryption).
+		Describe: ReadInfo,
 	})
 }
 
