@@ -1,0 +1,602 @@
+package arch
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
+	"github.com/ucphhpc/gen-vm-image-go/size"
+)
+
+// parser walks the YAML node tree, collecting problems instead of stopping
+// at the first.
+type parser struct {
+	file     string
+	opts     options
+	problems []Problem
+	warnings []string
+}
+
+func (p *parser) problem(n *yaml.Node, kind Kind, path, format string, args ...any) {
+	pr := Problem{Path: path, Msg: fmt.Sprintf(format, args...), Kind: kind}
+	if n != nil {
+		pr.Line, pr.Column = n.Line, n.Column
+	}
+	p.problems = append(p.problems, pr)
+}
+
+func (p *parser) invalid(n *yaml.Node, path, format string, args ...any) {
+	p.problem(n, Invalid, path, format, args...)
+}
+
+func (p *parser) warn(n *yaml.Node, path, format string, args ...any) {
+	w := Problem{Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)}
+	p.warnings = append(p.warnings, w.format(p.file))
+}
+
+// yamlLine pulls the line out of yaml.v3's "yaml: line 3: ..." errors.
+var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
+
+func (p *parser) syntax(err error) {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		p.problems = append(p.problems, Problem{Line: line, Msg: "not valid YAML: " + m[2], Kind: Syntax})
+		return
+	}
+	p.problems = append(p.problems, Problem{Msg: "not valid YAML: " + strings.TrimPrefix(msg, "yaml: "), Kind: Syntax})
+}
+
+func (p *parser) parse(data []byte) *Architecture {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			p.problem(nil, Syntax, "", "the file is empty; expected a mapping with owner and images")
+		} else {
+			p.syntax(err)
+		}
+		return nil
+	}
+	// PyYAML's yaml.load refuses a stream of several documents; so do we,
+	// rather than silently reading only the first.
+	var next yaml.Node
+	switch err := dec.Decode(&next); {
+	case err == nil:
+		p.problem(&next, Syntax, "", "the file holds more than one YAML document (---); put everything in one")
+	case !errors.Is(err, io.EOF):
+		p.syntax(err)
+	}
+
+	root := &doc
+	if root.Kind == yaml.DocumentNode {
+		if len(root.Content) == 0 {
+			p.problem(root, Syntax, "", "the file is empty; expected a mapping with owner and images")
+			return nil
+		}
+		root = root.Content[0]
+	}
+	root = deref(root)
+	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {
+		p.problem(root, Syntax, "", "the file is empty; expected a mapping with owner and images")
+		return nil
+	}
+	if root.Kind != yaml.MappingNode {
+		p.invalid(root, "", "the file must be a mapping with owner and images, got %s", describe(root))
+		return nil
+	}
+
+	a := &Architecture{}
+	var ownerSeen, imagesSeen bool
+	for _, e := range p.entries(root, "") {
+		switch e.name {
+		case "owner":
+			ownerSeen = true
+			if s, ok := p.str(e.value, "owner"); ok {
+				if strings.TrimSpace(s) == "" {
+					p.problem(e.value, Missing, "owner", "is empty")
+				}
+				a.Owner = s
+			}
+		case "images":
+			imagesSeen = true
+			a.Images = p.images(e)
+		default:
+			p.warn(e.key, "", "unknown key %q ignored", e.name)
+		}
+	}
+	if !ownerSeen {
+		p.problem(root, Missing, "", `missing required key "owner"`)
+	}
+	if !imagesSeen {
+		p.problem(root, Missing, "", `missing required key "images"`)
+	}
+	p.checkOutputNames(a.Images)
+	a.Warnings = p.warnings
+	return a
+}
+
+func (p *parser) images(e entry) []Image {
+	n := deref(e.value)
+	if n.Kind != yaml.MappingNode {
+		if isNull(n) {
+			p.problem(e.value, Missing, "images", "is empty; it needs at least one image")
+		} else {
+			p.invalid(e.value, "images", "must be a mapping of image keys to images, got %s", describe(n))
+		}
+		return nil
+	}
+	entries := p.entries(n, "images")
+	if len(n.Content) == 0 {
+		p.problem(e.value, Missing, "images", "is empty; it needs at least one image")
+		return nil
+	}
+	var images []Image
+	for _, ie := range entries {
+		if img, ok := p.image(ie); ok {
+			images = append(images, img)
+		}
+	}
+	return images
+}
+
+func (p *parser) image(e entry) (Image, bool) {
+	path := "images." + e.name
+	img := Image{Key: e.name, Line: e.key.Line, Format: DefaultFormat}
+	n := deref(e.value)
+	if n.Kind != yaml.MappingNode {
+		p.invalid(e.value, path, "an image must be a mapping with name and size, got %s", describe(n))
+		return img, false
+	}
+	start := len(p.problems)
+	var nameSeen, sizeSeen bool
+	for _, f := range p.entries(n, path) {
+		fpath := path + "." + f.name
+		switch f.name {
+		case "name":
+			nameSeen = true
+			if s, ok := p.str(f.value, fpath); ok {
+				img.Name = s
+				p.fileComponent(f.value, fpath, "name", s)
+			}
+		case "size":
+			sizeSeen = true
+			if s, ok := p.str(f.value, fpath); ok {
+				img.Size = s
+				b, err := size.Parse(s)
+				if err != nil {
+					p.invalid(f.value, fpath, "%s", err)
+				}
+				img.SizeBytes = b
+			}
+		case "version":
+			// An empty version means none, as in the Python tool.
+			if isNull(deref(f.value)) {
+				continue
+			}
+			if s, ok := p.str(f.value, fpath); ok {
+				img.Version = s
+				p.fileComponent(f.value, fpath, "version", s)
+			}
+		case "format":
+			if isNull(deref(f.value)) {
+				continue
+			}
+			if s, ok := p.str(f.value, fpath); ok {
+				img.Format = s
+				p.format(f.value, fpath, s)
+			}
+		case "input":
+			img.Input = p.input(f, fpath)
+		default:
+			p.warn(f.key, path, "unknown key %q ignored", f.name)
+		}
+	}
+	if !nameSeen {
+		p.problem(e.key, Missing, path, `missing required key "name"`)
+	}
+	if !sizeSeen {
+		p.problem(e.key, Missing, path, `missing required key "size"`)
+	}
+	return img, len(p.problems) == start
+}
+
+func (p *parser) input(e entry, path string) *Input {
+	n := deref(e.value)
+	if isNull(n) {
+		// The Python tool builds a blank image then; say so.
+		p.warn(e.key, path, "is empty: the image is built blank")
+		return nil
+	}
+	in := &Input{Line: e.key.Line}
+	if n.Kind != yaml.MappingNode {
+		p.invalid(e.value, path, "must be a mapping with path or url, got %s", describe(n))
+		return in
+	}
+	var pathNode, urlNode *yaml.Node
+	for _, f := range p.entries(n, path) {
+		fpath := path + "." + f.name
+		switch f.name {
+		case "path":
+			pathNode = f.key
+			if s, ok := p.str(f.value, fpath); ok {
+				if s == "" {
+					p.problem(f.value, Missing, fpath, "is empty")
+				}
+				in.Path = s
+			}
+		case "url":
+			urlNode = f.key
+			in.URLs = p.urls(f.value, fpath)
+			if len(in.URLs) > 0 {
+				in.URL = in.URLs[0]
+			}
+		case "format":
+			if isNull(deref(f.value)) {
+				continue
+			}
+			if s, ok := p.str(f.value, fpath); ok {
+				in.Format = s
+				p.format(f.value, fpath, s)
+			}
+		case "checksum":
+			in.Checksum = p.checksum(f, fpath)
+		default:
+			p.warn(f.key, path, "unknown key %q ignored", f.name)
+		}
+	}
+	switch {
+	case pathNode != nil && urlNode != nil:
+		p.invalid(urlNode, path, "has both path (line %d) and url; give only one", pathNode.Line)
+	case pathNode == nil && urlNode == nil:
+		p.problem(e.key, Missing, path, `needs a "path" or a "url"`)
+	}
+	return in
+}
+
+// urls reads url: one URL, or a list of mirrors.
+func (p *parser) urls(n *yaml.Node, path string) []string {
+	d := deref(n)
+	if d.Kind != yaml.SequenceNode {
+		if s, ok := p.str(n, path); ok && p.checkURL(n, path, s) {
+			return []string{s}
+		}
+		return nil
+	}
+	if len(d.Content) == 0 {
+		p.problem(n, Missing, path, "is an empty list; give at least one URL")
+		return nil
+	}
+	var urls []string
+	for i, item := range d.Content {
+		ipath := fmt.Sprintf("%s[%d]", path, i)
+		if s, ok := p.str(item, ipath); ok && p.checkURL(item, ipath, s) {
+			urls = append(urls, s)
+		}
+	}
+	return urls
+}
+
+func (p *parser) checkURL(n *yaml.Node, path, s string) bool {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		p.invalid(n, path, "%q is not an http or https URL", s)
+		return false
+	}
+	return true
+}
+
+func (p *parser) checksum(e entry, path string) *Checksum {
+	n := deref(e.value)
+	if n.Kind != yaml.MappingNode {
+		if isNull(n) {
+			p.problem(e.value, Missing, path, "is empty; give type and value, or remove it")
+		} else {
+			p.invalid(e.value, path, "must be a mapping with type and value, got %s", describe(n))
+		}
+		return nil
+	}
+	c := &Checksum{Line: e.key.Line, BufferSize: checksum.DefaultBufferSize}
+	var typeNode, valueNode, fileNode, sigNode, keyNode *yaml.Node
+	digestSize := 0
+	for _, f := range p.entries(n, path) {
+		fpath := path + "." + f.name
+		switch f.name {
+		case "type":
+			typeNode = f.value
+			if s, ok := p.str(f.value, fpath); ok {
+				c.Type = s
+				if sz, err := checksum.Size(s); err != nil {
+					p.invalid(f.value, fpath, "%s", err)
+				} else {
+					digestSize = sz
+				}
+			}
+		case "value":
+			valueNode = f.value
+			if s, ok := p.str(f.value, fpath); ok {
+				c.Value = strings.TrimSpace(s)
+			}
+		case "file", "signature", "key":
+			if s, ok := p.str(f.value, fpath); ok {
+				if s == "" {
+					p.problem(f.value, Missing, fpath, "is empty")
+				}
+				switch f.name {
+				case "file":
+					fileNode, c.File = f.value, s
+				case "signature":
+					sigNode, c.Signature = f.value, s
+				case "key":
+					keyNode, c.Key = f.value, s
+				}
+			}
+		case "buffer_size":
+			if v, ok := p.positiveInt(f.value, fpath, math.MaxInt); ok {
+				c.BufferSize = int(v)
+			}
+		case "read_bytes":
+			if v, ok := p.positiveInt(f.value, fpath, math.MaxInt64); ok {
+				c.ReadBytes = v
+			}
+		default:
+			p.warn(f.key, path, "unknown key %q ignored", f.name)
+		}
+	}
+	switch {
+	case valueNode != nil && fileNode != nil:
+		p.invalid(fileNode, path, "has both value (line %d) and file; give only one", valueNode.Line)
+	case valueNode == nil && fileNode == nil:
+		p.problem(e.key, Missing, path, `missing required key "value" (or "file", a checksum file that lists it)`)
+	case valueNode != nil && typeNode == nil:
+		p.problem(e.key, Missing, path, `missing required key "type"`)
+	}
+	if valueNode != nil && digestSize > 0 && c.Value != "" && !isHexOfLen(c.Value, 2*digestSize) {
+		p.invalid(valueNode, path+".value", "%q is not a %s digest: expected %d hexadecimal digits", c.Value, c.Type, 2*digestSize)
+	}
+	if valueNode != nil && c.Value == "" && deref(valueNode).Kind == yaml.ScalarNode && !isNull(deref(valueNode)) {
+		p.problem(valueNode, Missing, path+".value", "is empty")
+	}
+	if sigNode != nil && fileNode == nil {
+		p.invalid(sigNode, path+".signature", `signs a checksum file: give "file" too`)
+	}
+	if keyNode != nil && sigNode == nil {
+		p.invalid(keyNode, path+".key", `verifies a signature: give "signature" too`)
+	}
+	return c
+}
+
+func isHexOfLen(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+// positiveInt reads a YAML integer in [1, max]. A quoted number is refused,
+// as the Python tool refuses a non-int.
+func (p *parser) positiveInt(n *yaml.Node, path string, max int64) (int64, bool) {
+	d := deref(n)
+	if d.Kind != yaml.ScalarNode || d.ShortTag() != "!!int" {
+		p.invalid(n, path, "must be a positive integer, got %s", describe(d))
+		return 0, false
+	}
+	var v int64
+	if err := d.Decode(&v); err != nil || v > max {
+		p.invalid(n, path, "is too large: %s (at most %d)", d.Value, max)
+		return 0, false
+	}
+	if v < 1 {
+		p.invalid(n, path, "must be a positive integer, got %s", d.Value)
+		return 0, false
+	}
+	return v, true
+}
+
+// str reads a scalar as written: strings, and numbers and dates kept as
+// their text ("9.4", "08"), never re-rendered.
+func (p *parser) str(n *yaml.Node, path string) (string, bool) {
+	d := deref(n)
+	if d.Kind == yaml.ScalarNode {
+		switch d.ShortTag() {
+		case "!!str", "!!int", "!!float", "!!timestamp":
+			return d.Value, true
+		}
+	}
+	if isNull(d) {
+		p.problem(n, Missing, path, "has no value")
+		return "", false
+	}
+	msg := "must be a string, got %s"
+	if d.Kind == yaml.ScalarNode && d.ShortTag() == "!!bool" {
+		msg += "; quote it if it is meant as text"
+	}
+	p.invalid(n, path, msg, describe(d))
+	return "", false
+}
+
+// fileComponent refuses names and versions that would put the image outside
+// the output directory, hide it there, or make an unreadable file name.
+func (p *parser) fileComponent(n *yaml.Node, path, what, s string) {
+	switch {
+	case s == "" && what == "name":
+		p.problem(n, Missing, path, "is empty")
+	case strings.ContainsAny(s, `/\`):
+		p.invalid(n, path, "%q contains a path separator; the %s must be a plain file name part", s, what)
+	case strings.Contains(s, ".."):
+		p.invalid(n, path, "%q contains \"..\", which could escape the output directory", s)
+	case what == "name" && strings.HasPrefix(s, "."):
+		p.invalid(n, path, "%q starts with a dot; the image would be hidden in the output directory", s)
+	case strings.IndexFunc(s, unicode.IsControl) >= 0:
+		p.invalid(n, path, "%q contains a control character (NUL, newline, ...)", s)
+	}
+}
+
+func (p *parser) format(n *yaml.Node, path, s string) {
+	if len(p.opts.formats) > 0 {
+		if !slices.Contains(p.opts.formats, s) {
+			p.invalid(n, path, "unknown format %q; use one of %s", s, strings.Join(p.opts.formats, ", "))
+		}
+		return
+	}
+	if s == "" {
+		p.problem(n, Missing, path, "is empty")
+		return
+	}
+	p.fileComponent(n, path, "format", s)
+}
+
+// checkOutputNames reports images that would write the same file: the
+// second would silently be skipped as "already exists".
+func (p *parser) checkOutputNames(images []Image) {
+	first := map[string]Image{}
+	for _, img := range images {
+		name := outputName(img)
+		if prev, ok := first[name]; ok {
+			p.problem(&yaml.Node{Line: img.Line}, Invalid, "images."+img.Key,
+				"writes the same file %q as images.%s (line %d)", name, prev.Key, prev.Line)
+			continue
+		}
+		first[name] = img
+	}
+}
+
+// outputName is the reference's file name: NAME[-VERSION].FORMAT.
+func outputName(img Image) string {
+	if img.Version != "" {
+		return img.Name + "-" + img.Version + "." + img.Format
+	}
+	return img.Name + "." + img.Format
+}
+
+// entry is one key: value pair of a mapping.
+type entry struct {
+	name       string
+	key, value *yaml.Node
+}
+
+// maxMergeDepth bounds merge-key expansion, which anchors can make cyclic.
+const maxMergeDepth = 8
+
+// entries lists a mapping's pairs in order, reporting duplicate and
+// non-scalar keys, with YAML merge keys ("<<: *base", which PyYAML honours)
+// expanded: explicit keys win over merged ones, earlier merges over later.
+func (p *parser) entries(m *yaml.Node, path string) []entry {
+	seen := map[string]*yaml.Node{}
+	var out []entry
+	p.collect(m, path, seen, &out, 0, false)
+	return out
+}
+
+func (p *parser) collect(m *yaml.Node, path string, seen map[string]*yaml.Node, out *[]entry, depth int, merged bool) {
+	var merges []*yaml.Node
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		k, v := m.Content[i], m.Content[i+1]
+		dk := deref(k)
+		if dk.Kind == yaml.ScalarNode && dk.ShortTag() == "!!merge" {
+			merges = append(merges, v)
+			continue
+		}
+		if dk.Kind != yaml.ScalarNode || isNull(dk) {
+			if !merged {
+				p.invalid(k, path, "keys must be plain names, got %s", describe(dk))
+			}
+			continue
+		}
+		if prev, ok := seen[dk.Value]; ok {
+			if !merged {
+				p.invalid(k, join(path, dk.Value), "duplicate key (first at line %d)", prev.Line)
+			}
+			continue
+		}
+		seen[dk.Value] = k
+		*out = append(*out, entry{name: dk.Value, key: k, value: v})
+	}
+	for _, v := range merges {
+		d := deref(v)
+		var sources []*yaml.Node
+		switch d.Kind {
+		case yaml.MappingNode:
+			sources = []*yaml.Node{d}
+		case yaml.SequenceNode:
+			for _, item := range d.Content {
+				sources = append(sources, deref(item))
+			}
+		default:
+			sources = []*yaml.Node{d}
+		}
+		for _, src := range sources {
+			switch {
+			case src.Kind != yaml.MappingNode:
+				p.invalid(v, path, "a merge key (<<) needs a mapping or a list of mappings, got %s", describe(src))
+			case depth >= maxMergeDepth:
+				p.invalid(v, path, "merge keys (<<) nest too deeply or refer to themselves")
+			default:
+				p.collect(src, path, seen, out, depth+1, true)
+			}
+		}
+	}
+}
+
+func join(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// maxAliasChain bounds alias resolution; yaml.v3 refuses unknown anchors,
+// so a chain only ends in a node, but stay defensive.
+const maxAliasChain = 64
+
+func deref(n *yaml.Node) *yaml.Node {
+	for i := 0; n.Kind == yaml.AliasNode && n.Alias != nil && i < maxAliasChain; i++ {
+		n = n.Alias
+	}
+	return n
+}
+
+func isNull(n *yaml.Node) bool {
+	return n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null"
+}
+
+// describe names what a node is, for "got ..." in messages.
+func describe(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		switch tag := n.ShortTag(); tag {
+		case "!!null":
+			return "nothing (null)"
+		case "!!bool":
+			return fmt.Sprintf("a boolean (%s)", n.Value)
+		case "!!int", "!!float":
+			return fmt.Sprintf("a number (%s)", n.Value)
+		case "!!str":
+			return fmt.Sprintf("a string (%q)", n.Value)
+		default:
+			return fmt.Sprintf("a value tagged %s", tag)
+		}
+	}
+	return "an unresolved alias"
+}
