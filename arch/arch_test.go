@@ -404,6 +404,37 @@ many.yml:31: images.f.input.checksum.value: "abc" is not a sha256 digest: expect
 	}
 }
 
+// TestMergeBombs: aliases must not multiply the work of merge keys.
+func TestMergeBombs(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("owner: o\nlaughs:\n  l0: &l0 {name: n, size: 1G}\n")
+	for i := 1; i <= 9; i++ {
+		refs := strings.TrimSuffix(strings.Repeat("*l"+strconv.Itoa(i-1)+", ", 10), ", ")
+		b.WriteString("  l" + strconv.Itoa(i) + ": &l" + strconv.Itoa(i) + " {<<: [" + refs + "]}\n")
+	}
+	b.WriteString("images:\n  img:\n    <<: *l9\n")
+	a, err := Parse([]byte(b.String()), "laughs.yml")
+	if err != nil || a.Images[0].Name != "n" {
+		t.Fatalf("laughs: %v", err)
+	}
+
+	b.Reset()
+	b.WriteString("owner: o\nparts:\n")
+	var refs []string
+	for i := range 100 {
+		b.WriteString("  p" + strconv.Itoa(i) + ": &p" + strconv.Itoa(i) + " {k" + strconv.Itoa(i) + ": v}\n")
+		refs = append(refs, "*p"+strconv.Itoa(i))
+	}
+	b.WriteString("  base: &base {size: 1G, <<: [" + strings.Join(refs, ", ") + "]}\nimages:\n")
+	for i := range 200 {
+		b.WriteString("  i" + strconv.Itoa(i) + ": {<<: *base, name: n" + strconv.Itoa(i) + "}\n")
+	}
+	_, err = Parse([]byte(b.String()), "wide.yml")
+	if err == nil || !strings.Contains(err.Error(), "merge keys (<<) expand to too much; the file uses more than 10000 merges") {
+		t.Errorf("wide merges: %v", err)
+	}
+}
+
 func TestErrorListIsBounded(t *testing.T) {
 	var b strings.Builder
 	b.WriteString("owner: o\nimages:\n")

@@ -26,6 +26,7 @@ type parser struct {
 	opts     options
 	problems []Problem
 	warnings []string
+	merges   int // merged mappings expanded so far, against maxMerges
 }
 
 func (p *parser) problem(n *yaml.Node, kind Kind, path, format string, args ...any) {
@@ -492,20 +493,29 @@ type entry struct {
 	key, value *yaml.Node
 }
 
-// maxMergeDepth bounds merge-key expansion, which anchors can make cyclic.
-const maxMergeDepth = 8
+// maxMerges bounds the merged mappings expanded in a whole file, so that
+// aliases cannot multiply the work (a "billion laughs" made of << keys).
+// Within one mapping each merged mapping is taken in once, which also ends
+// cycles (an anchor merged into itself).
+const maxMerges = 10000
 
 // entries lists a mapping's pairs in order, reporting duplicate and
 // non-scalar keys, with YAML merge keys ("<<: *base", which PyYAML honours)
 // expanded: explicit keys win over merged ones, earlier merges over later.
 func (p *parser) entries(m *yaml.Node, path string) []entry {
-	seen := map[string]*yaml.Node{}
-	var out []entry
-	p.collect(m, path, seen, &out, 0, false)
-	return out
+	c := collector{seen: map[string]*yaml.Node{}, expanded: map[*yaml.Node]bool{m: true}}
+	p.collect(&c, m, path, false)
+	return c.out
 }
 
-func (p *parser) collect(m *yaml.Node, path string, seen map[string]*yaml.Node, out *[]entry, depth int, merged bool) {
+// collector is the state of one entries call.
+type collector struct {
+	seen     map[string]*yaml.Node // key name -> its first key node
+	expanded map[*yaml.Node]bool   // merged mappings already taken in
+	out      []entry
+}
+
+func (p *parser) collect(c *collector, m *yaml.Node, path string, merged bool) {
 	var merges []*yaml.Node
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
@@ -520,21 +530,19 @@ func (p *parser) collect(m *yaml.Node, path string, seen map[string]*yaml.Node, 
 			}
 			continue
 		}
-		if prev, ok := seen[dk.Value]; ok {
+		if prev, ok := c.seen[dk.Value]; ok {
 			if !merged {
 				p.invalid(k, join(path, dk.Value), "duplicate key (first at line %d)", prev.Line)
 			}
 			continue
 		}
-		seen[dk.Value] = k
-		*out = append(*out, entry{name: dk.Value, key: k, value: v})
+		c.seen[dk.Value] = k
+		c.out = append(c.out, entry{name: dk.Value, key: k, value: v})
 	}
 	for _, v := range merges {
 		d := deref(v)
 		var sources []*yaml.Node
 		switch d.Kind {
-		case yaml.MappingNode:
-			sources = []*yaml.Node{d}
 		case yaml.SequenceNode:
 			for _, item := range d.Content {
 				sources = append(sources, deref(item))
@@ -546,10 +554,18 @@ func (p *parser) collect(m *yaml.Node, path string, seen map[string]*yaml.Node, 
 			switch {
 			case src.Kind != yaml.MappingNode:
 				p.invalid(v, path, "a merge key (<<) needs a mapping or a list of mappings, got %s", describe(src))
-			case depth >= maxMergeDepth:
-				p.invalid(v, path, "merge keys (<<) nest too deeply or refer to themselves")
+			case c.expanded[src]:
+				// Merging a mapping twice adds nothing: its keys are all seen.
+			case p.merges >= maxMerges:
+				if p.merges == maxMerges {
+					p.invalid(v, path, "merge keys (<<) expand to too much; the file uses more than %d merges", maxMerges)
+					p.merges++ // report once
+				}
+				return
 			default:
-				p.collect(src, path, seen, out, depth+1, true)
+				p.merges++
+				c.expanded[src] = true
+				p.collect(c, src, path, true)
 			}
 		}
 	}
