@@ -147,6 +147,7 @@ func TestCheckQemuImages(t *testing.T) {
 		variant{name: "snapshots-v2-4k", opts: "compat=0.10,cluster_size=4k", after: snapshot},
 		variant{name: "snapshots-zlib", opts: "", compress: true, after: snapshot},
 		variant{name: "bitmaps", opts: "", after: bitmap},
+		variant{name: "external-data-file", opts: "data_file=" + filepath.Join(dir, "external.data")},
 	)
 	for _, bits := range []string{"1", "2", "4", "8", "32", "64"} {
 		variants = append(variants, variant{name: "refcount-bits-" + bits, opts: "refcount_bits=" + bits})

@@ -848,3 +848,13 @@ func rdTestDeflate(t *testing.T, b []byte) []byte {
 	w.Close()
 	return buf.Bytes()
 }
+
+// The hand-made extended L2 image of the fuzz seeds reads as qemu reads it.
+func TestReaderHandmadeExtendedL2(t *testing.T) {
+	oracle.QemuImg(t)
+	img := filepath.Join(t.TempDir(), "handmade.qcow2")
+	if err := os.WriteFile(img, rdSeedExtendedL2(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rdVerify(t, img)
+}

@@ -446,21 +446,14 @@ func (w *wrImage) finish() error {
 	if err != nil {
 		return err
 	}
-	// The L1 table.
-	l1 := make([]byte, len(w.l1)*8)
-	for i, e := range w.l1 {
-		binary.BigEndian.PutUint64(l1[i*8:], e)
-	}
-	if len(l1) > 0 {
-		if _, err := w.f.WriteAt(l1, w.l1Offset); err != nil {
-			return fmt.Errorf("qcow2: writing the L1 table: %w", err)
-		}
+	if err := w.writeL1(); err != nil {
+		return err
 	}
 	// The file must reach the end of the last cluster in use, except that,
 	// like qemu, it may end with the L1 table's last entry.
 	fileEnd := rc.end
-	if w.l1Offset+w.l1Clusters*w.clusterSize == rc.end && len(l1) > 0 {
-		fileEnd = w.l1Offset + int64(len(l1))
+	if l1Bytes := int64(len(w.l1)) * 8; w.l1Offset+w.l1Clusters*w.clusterSize == rc.end && l1Bytes > 0 {
+		fileEnd = w.l1Offset + l1Bytes
 	}
 	st, err := w.f.Stat()
 	if err != nil {
@@ -488,6 +481,21 @@ func (w *wrImage) finish() error {
 	}
 	if _, err := w.f.WriteAt(h.Marshal(), 0); err != nil {
 		return fmt.Errorf("qcow2: writing the header: %w", err)
+	}
+	return nil
+}
+
+// writeL1 writes the L1 table, a piece at a time (it may be 32 MiB).
+func (w *wrImage) writeL1() error {
+	buf := make([]byte, 0, min(len(w.l1)*8, 1<<20))
+	for i := 0; i < len(w.l1); {
+		buf = buf[:0]
+		for ; i < len(w.l1) && len(buf) < cap(buf); i++ {
+			buf = binary.BigEndian.AppendUint64(buf, w.l1[i])
+		}
+		if _, err := w.f.WriteAt(buf, w.l1Offset+int64(i)*8-int64(len(buf))); err != nil {
+			return fmt.Errorf("qcow2: writing the L1 table: %w", err)
+		}
 	}
 	return nil
 }

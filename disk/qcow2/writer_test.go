@@ -425,3 +425,46 @@ func wrHaveQemuImg(t *testing.T) bool {
 	_, err := osexec.LookPath("qemu-img")
 	return err == nil
 }
+
+// BenchmarkWriteSequential writes 256 MiB of data in 2 MiB chunks, as the
+// converter does; compare with BenchmarkWriteRaw, the same writes to a
+// plain file.
+func BenchmarkWriteSequential(b *testing.B) { wrBenchWrite(b, false) }
+
+func BenchmarkWriteRaw(b *testing.B) { wrBenchWrite(b, true) }
+
+func wrBenchWrite(b *testing.B, raw bool) {
+	const total, chunk = 256 << 20, 2 << 20
+	data := make([]byte, chunk)
+	for i := range data {
+		data[i] = byte(i*7 + 1)
+	}
+	b.SetBytes(total)
+	for b.Loop() {
+		f, err := os.Create(filepath.Join(b.TempDir(), "bench"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var w interface {
+			WriteAt([]byte, int64) (int, error)
+		} = f
+		var qw disk.Writer
+		if !raw {
+			if qw, err = Create(f, total, disk.CreateOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			w = qw
+		}
+		for off := int64(0); off < total; off += chunk {
+			if _, err := w.WriteAt(data, off); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if qw != nil {
+			if err := qw.Close(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		f.Close()
+	}
+}

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# Times gen-vm-image against qemu-img on the same files in the same run and
+# prints medians, ratios (ours / qemu-img's wall time; below 1 is faster) and
+# peak RSS. Not a test: machines are noisy, so nothing here asserts a time.
+#
+#   bench/bench.sh [RUNS]          (default 5 runs per case)
+#
+# Needs qemu-img, mkfs.ext4 and GNU time. Work files go to $BENCH_DIR
+# (default /tmp/gvi-bench): a 4 GiB ext4 file system filled from /usr/share
+# (sparse raw), and that image as a zlib-compressed qcow2.
+set -euo pipefail
+RUNS=${1:-5}
+DIR=${BENCH_DIR:-/tmp/gvi-bench}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+mkdir -p "$DIR"
+BIN="$DIR/gen-vm-image"
+(cd "$ROOT" && CGO_ENABLED=0 go build -o "$BIN" ./cmd/gen-vm-image)
+
+RAW="$DIR/fs.raw"
+ZQCOW="$DIR/fs-zlib.qcow2"
+if [ ! -f "$RAW" ]; then
+  echo "building a 4 GiB ext4 image from /usr/share ..." >&2
+  truncate -s 4G "$RAW.tmp"
+  mkfs.ext4 -q -F -d /usr/share "$RAW.tmp"
+  mv "$RAW.tmp" "$RAW"
+fi
+if [ ! -f "$ZQCOW" ]; then
+  echo "compressing it to a zlib qcow2 ..." >&2
+  qemu-img convert -c -O qcow2 "$RAW" "$ZQCOW.tmp"
+  mv "$ZQCOW.tmp" "$ZQCOW"
+fi
+echo "inputs: $(du -h --apparent-size "$RAW" | cut -f1) raw ($(du -h "$RAW" | cut -f1) allocated), $(du -h "$ZQCOW" | cut -f1) zlib qcow2; $(nproc) cores" >&2
+
+OUT="$DIR/out"
+# measure NAME CMD...: runs CMD once, appends "seconds maxrss_kib" to $DIR/NAME.times.
+measure() {
+  local name=$1; shift
+  rm -rf "$OUT"; mkdir -p "$OUT"
+  /usr/bin/time -f "%e %M" -o "$DIR/$name.last" "$@" >/dev/null 2>"$DIR/$name.err" || {
+    echo "FAILED: $*" >&2; cat "$DIR/$name.err" >&2; exit 1; }
+  cat "$DIR/$name.last" >>"$DIR/$name.times"
+}
+median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+
+qemu_job() { # the reference flow for `single -i`: convert, resize, amend, check
+  qemu-img convert -O qcow2 "$1" "$OUT/job.qcow2" && qemu-img resize -q "$OUT/job.qcow2" 10G &&
+    qemu-img amend -q -f qcow2 -o compat=v3 "$OUT/job.qcow2" && qemu-img check -q "$OUT/job.qcow2"
+}
+export -f qemu_job; export OUT
+
+CASES=(
+  "zqcow2-to-qcow2|$BIN convert -O qcow2 $ZQCOW $OUT/o.qcow2|qemu-img convert -O qcow2 $ZQCOW $OUT/o.qcow2"
+  "zqcow2-to-raw|$BIN convert -O raw $ZQCOW $OUT/o.raw|qemu-img convert -O raw $ZQCOW $OUT/o.raw"
+  "raw-to-qcow2|$BIN convert -O qcow2 $RAW $OUT/o.qcow2|qemu-img convert -O qcow2 $RAW $OUT/o.qcow2"
+  "single-job|$BIN single job 10G -i $ZQCOW -od $OUT|bash -c qemu_job\ $ZQCOW"
+)
+rm -f "$DIR"/*.times
+for ((i = 1; i <= RUNS; i++)); do
+  for c in "${CASES[@]}"; do
+    IFS='|' read -r name ours theirs <<<"$c"
+    # shellcheck disable=SC2086
+    measure "$name.ours" $ours
+    # shellcheck disable=SC2086
+    measure "$name.qemu" $theirs
+  done
+done
+
+printf "%-16s %10s %10s %8s %12s %12s\n" case ours_s qemu_s ratio ours_rss qemu_rss
+for c in "${CASES[@]}"; do
+  IFS='|' read -r name _ _ <<<"$c"
+  o=$(cut -d' ' -f1 "$DIR/$name.ours.times" | median)
+  q=$(cut -d' ' -f1 "$DIR/$name.qemu.times" | median)
+  orss=$(cut -d' ' -f2 "$DIR/$name.ours.times" | sort -n | tail -1)
+  qrss=$(cut -d' ' -f2 "$DIR/$name.qemu.times" | sort -n | tail -1)
+  printf "%-16s %10s %10s %8.2f %9d MiB %9d MiB\n" "$name" "$o" "$q" "$(echo "$o $q" | awk '{print ($2>0)?$1/$2:0}')" $((orss / 1024)) $((qrss / 1024))
+done
+echo "(median wall seconds of $RUNS runs; ratio = ours/qemu-img; RSS = the largest peak seen)"

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// option is one command-line option, spelled as argparse spells them: any
+// number of names, single-dash names may have several letters (-if, -icbs),
+// long names may be abbreviated to a unique prefix, and values follow as
+// the next argument or after '='.
+type option struct {
+	names   []string
+	dest    string
+	metavar string // empty for switches that take no value
+	help    string
+}
+
+func (o option) takesValue() bool { return o.metavar != "" }
+
+// parsed is what a command line said.
+type parsed struct {
+	values      map[string]string
+	switches    map[string]bool
+	positionals []string
+	help        bool
+}
+
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// parseArgs reads args against opts; options and positionals may come in
+// any order, "--" ends the options, and -h/--help anywhere asks for help.
+func parseArgs(args []string, opts []option) (*parsed, error) {
+	p := &parsed{values: map[string]string{}, switches: map[string]bool{}}
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			p.positionals = append(p.positionals, args[i+1:]...)
+			break
+		}
+		if a == "-h" || a == "--help" {
+			p.help = true
+			continue
+		}
+		if len(a) < 2 || a[0] != '-' || isNumber(a) {
+			p.positionals = append(p.positionals, a)
+			continue
+		}
+		name, value, hasValue := a, "", false
+		if eq := strings.IndexByte(a, '='); eq > 0 {
+			name, value, hasValue = a[:eq], a[eq+1:], true
+		}
+		o, err := findOption(name, opts)
+		if err != nil {
+			return nil, err
+		}
+		if !o.takesValue() {
+			if hasValue {
+				return nil, &usageError{fmt.Sprintf("argument %s: ignored explicit argument %q", strings.Join(o.names, "/"), value)}
+			}
+			p.switches[o.dest] = true
+			continue
+		}
+		if !hasValue {
+			if i+1 >= len(args) || (strings.HasPrefix(args[i+1], "-") && len(args[i+1]) > 1 && !isNumber(args[i+1])) {
+				return nil, &usageError{fmt.Sprintf("argument %s: expected one argument", strings.Join(o.names, "/"))}
+			}
+			i++
+			value = args[i]
+		}
+		p.values[o.dest] = value
+	}
+	return p, nil
+}
+
+// findOption matches an exact name first, then a unique prefix of a long
+// name, as argparse's allow_abbrev does.
+func findOption(name string, opts []option) (option, error) {
+	for _, o := range opts {
+		for _, n := range o.names {
+			if n == name {
+				return o, nil
+			}
+		}
+	}
+	var matches []option
+	var spelled []string
+	if strings.HasPrefix(name, "--") {
+		for _, o := range opts {
+			for _, n := range o.names {
+				if strings.HasPrefix(n, "--") && strings.HasPrefix(n, name) {
+					matches = append(matches, o)
+					spelled = append(spelled, n)
+					break
+				}
+			}
+		}
+	}
+	switch len(matches) {
+	case 1:
+		return matches[0], nil
+	case 0:
+		return option{}, &usageError{fmt.Sprintf("unrecognized arguments: %s", name)}
+	default:
+		return option{}, &usageError{fmt.Sprintf("ambiguous option: %s could match %s", name, strings.Join(spelled, ", "))}
+	}
+}
+
+func isNumber(s string) bool {
+	if len(s) < 2 || s[0] != '-' {
+		return false
+	}
+	for _, c := range s[1:] {
+		if (c < '0' || c > '9') && c != '.' {
+			return false
+		}
+	}
+	return true
+}
+
+// formatOptions renders option help the way argparse lays it out.
+func formatOptions(opts []option) string {
+	var b strings.Builder
+	for _, o := range opts {
+		var forms []string
+		for _, n := range o.names {
+			if o.takesValue() {
+				forms = append(forms, n+" "+o.metavar)
+			} else {
+				forms = append(forms, n)
+			}
+		}
+		head := "  " + strings.Join(forms, ", ")
+		help := strings.ReplaceAll(o.help, "\n", "\n"+strings.Repeat(" ", 24))
+		if len(head) <= 22 {
+			fmt.Fprintf(&b, "%-24s%s\n", head, help)
+		} else {
+			fmt.Fprintf(&b, "%s\n%s%s\n", head, strings.Repeat(" ", 24), help)
+		}
+	}
+	return b.String()
+}
+
+// usageLine renders "[-i SINGLE_INPUT]" items for the usage line.
+func usageItems(opts []option) []string {
+	var items []string
+	for _, o := range opts {
+		if o.takesValue() {
+			items = append(items, fmt.Sprintf("[%s %s]", o.names[0], o.metavar))
+		} else {
+			items = append(items, fmt.Sprintf("[%s]", o.names[0]))
+		}
+	}
+	return items
+}

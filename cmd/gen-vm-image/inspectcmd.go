@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+
+	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/size"
+)
+
+var inspectOptions = []option{
+	{names: []string{"-f", "--format"}, dest: "format", metavar: "FORMAT",
+		help: "The image's format; it must agree with the content. (default: detected)"},
+	{names: []string{"--output"}, dest: "output", metavar: "{human,json}",
+		help: "Print a text report or JSON with qemu-img's field names. (default: human)"},
+}
+
+func inspectUsage(cmd string) string {
+	return fmt.Sprintf("usage: %s %s [-h] [-f FORMAT] [--output {human,json}] filename\n", prog, cmd)
+}
+
+// openForInspection parses a check/info command line and opens the file
+// with its format. On failure it has already printed and returns the exit code.
+func openForInspection(e env, cmd, help string, args []string) (f *os.File, format disk.Format, asJSON bool, code int, ok bool) {
+	p, err := parseArgs(args, inspectOptions)
+	if err != nil {
+		return nil, disk.Format{}, false, usageFail(e, inspectUsage(cmd), err), false
+	}
+	if p.help {
+		fmt.Fprint(e.stdout, inspectUsage(cmd)+"\n"+help+"\noptions:\n  -h, --help            show this help message and exit\n"+formatOptions(inspectOptions))
+		return nil, disk.Format{}, false, 0, false
+	}
+	if len(p.positionals) != 1 {
+		return nil, disk.Format{}, false, usageFail(e, inspectUsage(cmd), fmt.Errorf("expected exactly one filename")), false
+	}
+	switch p.values["output"] {
+	case "", "human":
+	case "json":
+		asJSON = true
+	default:
+		return nil, disk.Format{}, false, usageFail(e, inspectUsage(cmd), fmt.Errorf("argument --output: invalid choice: %q (choose from 'human', 'json')", p.values["output"])), false
+	}
+	path := p.positionals[0]
+	f, err = os.Open(path)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %v\n", prog, err)
+		return nil, disk.Format{}, false, genvm.CodePathNotFound, false
+	}
+	st, err := f.Stat()
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("not a regular file")
+	}
+	var name string
+	if err == nil {
+		name, err = disk.Detect(f, st.Size())
+	}
+	if err == nil && p.values["format"] != "" && p.values["format"] != name {
+		err = fmt.Errorf("declared format %s but the content is %s", p.values["format"], name)
+	}
+	if err != nil {
+		f.Close()
+		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, path, err)
+		return nil, disk.Format{}, false, genvm.CodeLoadFailed, false
+	}
+	format, _ = disk.Lookup(name)
+	return f, format, asJSON, 0, true
+}
+
+const checkHelp = `Check the consistency of an image, natively (qemu-img check's figures):
+reference counts against references, leaks, overlaps, out-of-range offsets and
+COPIED flags. Exit code: 0 clean, 8 errors or leaks found, 2 unreadable.
+`
+
+func runCheck(ctx context.Context, e env, args []string) int {
+	f, format, asJSON, code, ok := openForInspection(e, "check", checkHelp, args)
+	if !ok {
+		return code
+	}
+	defer f.Close()
+	if format.Check == nil {
+		fmt.Fprintf(e.stderr, "%s: %s: %s images have no consistency check\n", prog, f.Name(), format.Name)
+		return genvm.CodeCheck
+	}
+	report, err := format.Check(f)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
+		return genvm.CodeLoadFailed
+	}
+	if asJSON {
+		out := struct {
+			Filename string `json:"filename"`
+			disk.CheckReport
+		}{f.Name(), report}
+		b, _ := json.MarshalIndent(out, "", "    ")
+		fmt.Fprintf(e.stdout, "%s\n", b)
+	} else {
+		for _, p := range report.Problems {
+			fmt.Fprintln(e.stdout, p)
+		}
+		switch {
+		case report.OK():
+			fmt.Fprintln(e.stdout, "No errors were found on the image.")
+		default:
+			if n := report.Errors + report.Corruptions; n > 0 {
+				fmt.Fprintf(e.stdout, "\n%d errors were found on the image.\nData may be corrupted, or further writes to the image may corrupt it.\n", n)
+			}
+			if report.Leaks > 0 {
+				fmt.Fprintf(e.stdout, "\n%d leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n", report.Leaks)
+			}
+		}
+		if report.TotalClusters > 0 {
+			pct := func(n int64) float64 { return float64(n) * 100 / float64(max(report.TotalClusters, 1)) }
+			alloc := float64(0)
+			if report.AllocatedClusters > 0 {
+				alloc = 100 * float64(report.FragmentedClusters) / float64(report.AllocatedClusters)
+			}
+			comp := float64(0)
+			if report.AllocatedClusters > 0 {
+				comp = 100 * float64(report.CompressedClusters) / float64(report.AllocatedClusters)
+			}
+			fmt.Fprintf(e.stdout, "%d/%d = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\nImage end offset: %d\n",
+				report.AllocatedClusters, report.TotalClusters, pct(report.AllocatedClusters), alloc, comp, report.ImageEndOffset)
+		}
+	}
+	if !report.OK() {
+		return genvm.CodeCheck
+	}
+	return 0
+}
+
+const infoHelp = `Describe an image: format, virtual size, disk usage and the format's own
+details, as qemu-img info does (--output json uses qemu-img's field names).
+`
+
+// qemuInfo mirrors qemu-img info --output=json.
+type qemuInfo struct {
+	VirtualSize    int64           `json:"virtual-size"`
+	Filename       string          `json:"filename"`
+	ClusterSize    int64           `json:"cluster-size,omitempty"`
+	Format         string          `json:"format"`
+	ActualSize     int64           `json:"actual-size"`
+	BackingFile    string          `json:"backing-filename,omitempty"`
+	BackingFormat  string          `json:"backing-filename-format,omitempty"`
+	FormatSpecific *formatSpecific `json:"format-specific,omitempty"`
+	DirtyFlag      bool            `json:"dirty-flag"`
+}
+
+type formatSpecific struct {
+	Type string      `json:"type"`
+	Data qcow2Detail `json:"data"`
+}
+
+type qcow2Detail struct {
+	Compat          string `json:"compat"`
+	DataFile        string `json:"data-file,omitempty"`
+	CompressionType string `json:"compression-type"`
+	LazyRefcounts   bool   `json:"lazy-refcounts"`
+	RefcountBits    int    `json:"refcount-bits"`
+	Corrupt         bool   `json:"corrupt"`
+	ExtendedL2      bool   `json:"extended-l2"`
+	Encrypted       bool   `json:"encrypted,omitempty"`
+}
+
+func runInfo(ctx context.Context, e env, args []string) int {
+	f, format, asJSON, code, ok := openForInspection(e, "info", infoHelp, args)
+	if !ok {
+		return code
+	}
+	defer f.Close()
+	info, err := describe(f, format)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
+		return genvm.CodeLoadFailed
+	}
+	q := qemuInfo{VirtualSize: info.VirtualSize, Filename: f.Name(), ClusterSize: info.ClusterSize, Format: format.Name,
+		BackingFile: info.BackingFile, BackingFormat: info.BackingFormat, DirtyFlag: info.Dirty}
+	if st, err := f.Stat(); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			q.ActualSize = sys.Blocks * 512
+		}
+	}
+	if format.Name == "qcow2" {
+		q.FormatSpecific = &formatSpecific{Type: "qcow2", Data: qcow2Detail{
+			Compat: info.Compat, DataFile: info.DataFile, CompressionType: info.Compression, LazyRefcounts: info.LazyRefcounts,
+			RefcountBits: info.RefcountBits, Corrupt: info.Corrupt, ExtendedL2: info.ExtendedL2, Encrypted: info.Encrypted}}
+	}
+	if asJSON {
+		b, _ := json.MarshalIndent(q, "", "    ")
+		fmt.Fprintf(e.stdout, "%s\n", b)
+		return 0
+	}
+	fmt.Fprintf(e.stdout, "image: %s\nfile format: %s\nvirtual size: %s (%d bytes)\ndisk size: %s\n",
+		q.Filename, q.Format, size.Format(q.VirtualSize), q.VirtualSize, size.Format(q.ActualSize))
+	if q.ClusterSize > 0 {
+		fmt.Fprintf(e.stdout, "cluster_size: %d\n", q.ClusterSize)
+	}
+	if q.BackingFile != "" {
+		fmt.Fprintf(e.stdout, "backing file: %s\n", q.BackingFile)
+		if q.BackingFormat != "" {
+			fmt.Fprintf(e.stdout, "backing file format: %s\n", q.BackingFormat)
+		}
+	}
+	if info.Snapshots > 0 {
+		fmt.Fprintf(e.stdout, "snapshots: %d\n", info.Snapshots)
+	}
+	if fs := q.FormatSpecific; fs != nil {
+		d := fs.Data
+		fmt.Fprintf(e.stdout, "Format specific information:\n    compat: %s\n    compression type: %s\n    lazy refcounts: %t\n    refcount bits: %d\n    corrupt: %t\n    extended l2: %t\n",
+			d.Compat, d.CompressionType, d.LazyRefcounts, d.RefcountBits, d.Corrupt, d.ExtendedL2)
+		if d.DataFile != "" {
+			fmt.Fprintf(e.stdout, "    data file: %s\n", d.DataFile)
+		}
+		if d.Encrypted {
+			fmt.Fprintf(e.stdout, "    encrypted: yes\n")
+		}
+	}
+	if q.DirtyFlag {
+		fmt.Fprintln(e.stdout, "dirty flag: yes")
+	}
+	return 0
+}
+
+// describe prefers the format's header-only Describe, which works on images
+// we refuse to open (backing files, encryption), and falls back to Open.
+func describe(f *os.File, format disk.Format) (disk.Info, error) {
+	if format.Describe != nil {
+		return format.Describe(f)
+	}
+	if format.Open == nil {
+		return disk.Info{}, errors.New("this format cannot be read")
+	}
+	img, err := format.Open(f, disk.OpenOptions{})
+	if err != nil {
+		return disk.Info{}, err
+	}
+	defer img.Close()
+	if d, ok := img.(disk.Describer); ok {
+		return d.Info(), nil
+	}
+	return disk.Info{Format: format.Name, VirtualSize: img.Size()}, nil
+}

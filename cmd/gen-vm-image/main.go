@@ -1,0 +1,123 @@
+// Command gen-vm-image generates virtual machine disk images: blank ones, or
+// ones based on an existing image, converted and resized, with no external
+// programs. It keeps the command line, output names, JSON result and exit
+// codes of the Python tool of the same name.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"golang.org/x/term"
+)
+
+const prog = "gen-vm-image"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// env is what a command needs from the process.
+type env struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// progress is set when stderr is a terminal.
+	progress bool
+}
+
+type command struct {
+	name    string
+	summary string
+	run     func(ctx context.Context, e env, args []string) int
+}
+
+func commands() []command {
+	return []command{
+		{"single", "Generate a single Virtual Machine Image", runSingle},
+		{"multiple", "Generate multiple Virtual Machine Images from an architecture file", runMultiple},
+		{"convert", "Convert an image to another format (like qemu-img convert)", runConvert},
+		{"check", "Check the consistency of an image (like qemu-img check)", runCheck},
+		{"info", "Describe an image (like qemu-img info)", runInfo},
+		{"json", "Read a JSON request on stdin (the corc plugin interface) and answer in JSON", runJSON},
+	}
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	e := env{stdin: stdin, stdout: stdout, stderr: stderr}
+	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		e.progress = true
+	}
+	if len(args) == 0 {
+		fmt.Fprint(stdout, topHelp())
+		return 0
+	}
+	switch args[0] {
+	case "-h", "--help":
+		fmt.Fprint(stdout, topHelp())
+		return 0
+	case "-V", "--version":
+		fmt.Fprintln(stdout, genvm.Version)
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			return c.run(ctx, e, args[1:])
+		}
+	}
+	fmt.Fprintf(stderr, "usage: %s [-h] [--version] {%s} ...\n%s: error: argument COMMAND: invalid choice: %q (choose from %s)\n",
+		prog, commandNames(), prog, args[0], commandNames())
+	return 2
+}
+
+func commandNames() string {
+	var names []string
+	for _, c := range commands() {
+		names = append(names, c.name)
+	}
+	return strings.Join(names, ",")
+}
+
+func topHelp() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "usage: %s [-h] [--version] {%s} ...\n\n", prog, commandNames())
+	b.WriteString("Generate virtual machine disk images: blank, or based on a local image that is\n" +
+		"verified, converted and resized. No external programs are needed.\n\n")
+	b.WriteString("options:\n  -h, --help         show this help message and exit\n  --version, -V      Print the version of the program\n\n")
+	b.WriteString("COMMAND:\n")
+	for _, c := range commands() {
+		fmt.Fprintf(&b, "  %-19s%s\n", c.name, c.summary)
+	}
+	fmt.Fprintf(&b, "\nRun '%s COMMAND -h' for a command's options.\n", prog)
+	return b.String()
+}
+
+// usageFail prints an argparse-style error and returns its exit code 2.
+func usageFail(e env, usage string, err error) int {
+	fmt.Fprintf(e.stderr, "%s%s: error: %v\n", usage, prog, err)
+	return 2
+}
+
+// respond prints the JSON result (stdout on success, stderr on failure) and
+// returns the exit code.
+func respond(e env, r genvm.Response) int {
+	out, err := r.MarshalPython()
+	if err != nil {
+		fmt.Fprintf(e.stderr, "Failed to dump JSON: %v\n", err)
+		return genvm.CodeJSON
+	}
+	w := e.stdout
+	if r.ReturnCode != genvm.CodeSuccess {
+		w = e.stderr
+	}
+	fmt.Fprintf(w, "%s\n", out)
+	return r.ReturnCode
+}

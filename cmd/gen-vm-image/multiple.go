@@ -1,0 +1,89 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	genvm "github.com/ucphhpc/gen-vm-image-go"
+)
+
+var multipleOptions = []option{
+	{names: []string{"-iod", "-od", "--output-directory"}, dest: "output_directory", metavar: "MULTIPLE_OUTPUT_DIRECTORY",
+		help: "The path to the output directory where the images will be saved.\n(default: generated-images)"},
+	{names: []string{"--overwrite"}, dest: "overwrite", help: "Whether the tool should overwrite existing image disks."},
+	{names: []string{"--fail-fast"}, dest: "fail_fast",
+		help: "Stop at the first image that fails, as the Python tool does. By default\nevery image that can be built is built and every failure is reported."},
+	{names: []string{"--allow-shrink"}, dest: "allow_shrink",
+		help: "Allow sizes below an input's virtual size; the data beyond them is lost."},
+	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
+}
+
+func multipleUsage() string {
+	return fmt.Sprintf("usage: %s multiple [-h] %s architecture_path\n", prog, strings.Join(usageItems(multipleOptions), " "))
+}
+
+func multipleHelp() string {
+	return multipleUsage() + `
+Generate every image that a YAML architecture file declares. The whole file is
+validated first, and every problem is reported at once with its line number.
+
+positional arguments:
+  architecture_path     The path to the architecture file that defines the images that should be generated.
+
+options:
+  -h, --help            show this help message and exit
+` + formatOptions(multipleOptions) + `
+The architecture file:
+
+  owner: <string>                 # required
+  images:                         # required
+    <key>:
+      name: <string>              # required
+      size: <string>              # required: 20G, 512M, ...
+      version: <string|number>    # optional: NAME-VERSION.FORMAT
+      format: <string>            # optional: qcow2 (default) or raw
+      input:                      # optional: the image to base this one on
+        path: <string>            # a local file (or url: once downloads land)
+        format: <string>          # optional: must agree with the content
+        checksum: {type: sha256, value: <hex>, buffer_size: <int>, read_bytes: <int>}
+
+The result is printed as JSON: on stdout on success, on stderr on failure, with
+the return code of the first failure as the exit code.
+`
+}
+
+func runMultiple(ctx context.Context, e env, args []string) int {
+	p, err := parseArgs(args, multipleOptions)
+	if err != nil {
+		return usageFail(e, multipleUsage(), err)
+	}
+	if p.help {
+		fmt.Fprint(e.stdout, multipleHelp())
+		return 0
+	}
+	switch {
+	case len(p.positionals) == 0:
+		return usageFail(e, multipleUsage(), fmt.Errorf("the following arguments are required: architecture_path"))
+	case len(p.positionals) > 1:
+		return usageFail(e, multipleUsage(), fmt.Errorf("unrecognized arguments: %s", strings.Join(p.positionals[1:], " ")))
+	}
+	verbose := p.switches["verbose"]
+	a, err := genvm.LoadArchitecture(p.positionals[0])
+	if err != nil {
+		return respond(e, genvm.NewResponse("", nil, verbose, err))
+	}
+	var opts []genvm.Option
+	if e.progress {
+		bar := newProgressBar(e.stderr)
+		defer bar.finish()
+		opts = append(opts, genvm.WithProgress(bar.update))
+	}
+	res, err := genvm.Build(ctx, a, genvm.BuildOptions{
+		OutputDirectory: p.values["output_directory"],
+		Overwrite:       p.switches["overwrite"],
+		AllowShrink:     p.switches["allow_shrink"],
+		FailFast:        p.switches["fail_fast"],
+	}, opts...)
+	return respond(e, genvm.NewResponse(res.Summary, res.Messages, verbose, err))
+}

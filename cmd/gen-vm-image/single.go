@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+
+	genvm "github.com/ucphhpc/gen-vm-image-go"
+)
+
+var singleOptions = []option{
+	{names: []string{"-i", "--input"}, dest: "input", metavar: "SINGLE_INPUT",
+		help: "The path or url to the input image that the generated image should be based on."},
+	{names: []string{"-if", "--input-format"}, dest: "input_format", metavar: "SINGLE_INPUT_FORMAT",
+		help: "The format of the input image. Detected from the content if not provided;\nif provided, it must agree with the content."},
+	{names: []string{"-ict", "--input-checksum-type"}, dest: "checksum_type", metavar: "SINGLE_INPUT_CHECKSUM_TYPE",
+		help: "The checksum type that should be used to validate the input image if set\n(a Python hashlib name: md5, sha1, sha256, sha512, sha3_256, blake2b, ...)."},
+	{names: []string{"-ic", "--input-checksum"}, dest: "checksum", metavar: "SINGLE_INPUT_CHECKSUM",
+		help: "The checksum that should be used to validate the input image if set (hex)."},
+	{names: []string{"-icbs", "--input-checksum-buffer-size"}, dest: "checksum_buffer_size", metavar: "SINGLE_INPUT_CHECKSUM_BUFFER_SIZE",
+		help: "The buffer size that is used to read the input image when calculating the\nchecksum value. (default: 65536)"},
+	{names: []string{"-icrb", "--input-checksum-read-bytes"}, dest: "checksum_read_bytes", metavar: "SINGLE_INPUT_CHECKSUM_READ_BYTES",
+		help: "The amount of bytes that should be read from the input image to be used to\ncalculate the expected checksum value. (default: the whole file)"},
+	{names: []string{"-od", "--output-directory"}, dest: "output_directory", metavar: "SINGLE_OUTPUT_DIRECTORY",
+		help: "The path to the output directory where the image will be saved.\n(default: generated-images)"},
+	{names: []string{"-of", "--output-format"}, dest: "output_format", metavar: "SINGLE_OUTPUT_FORMAT",
+		help: "The format of the output image: qcow2 or raw. (default: qcow2)"},
+	{names: []string{"-V", "--version"}, dest: "version", metavar: "SINGLE_VERSION",
+		help: "The version of the image that is generated; the file is NAME-VERSION.FORMAT."},
+	{names: []string{"--overwrite"}, dest: "overwrite",
+		help: "Replace an existing image. Without it an existing image is kept and the\nrun succeeds without doing anything."},
+	{names: []string{"--allow-shrink"}, dest: "allow_shrink",
+		help: "Allow a size below the input's virtual size; the data beyond it is lost."},
+	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
+}
+
+func singleUsage() string {
+	return fmt.Sprintf("usage: %s single [-h] %s\n                    name size\n",
+		prog, strings.Join(usageItems(singleOptions), " "))
+}
+
+func singleHelp() string {
+	return singleUsage() + `
+Generate a single Virtual Machine Image: a blank image of SIZE, or one based
+on an input image (a local file) that is verified against a checksum,
+converted to the output format and resized to SIZE. The image is written to
+OUTPUT_DIRECTORY/NAME[-VERSION].FORMAT under a temporary name and renamed into
+place only when complete and checked.
+
+positional arguments:
+  name                  The name of the image that will be generated.
+  size                  The size of the image that will be generated: a number of bytes with an
+                        optional suffix K, M, G, T, P or E (powers of 1024), e.g. 20G.
+
+options:
+  -h, --help            show this help message and exit
+` + formatOptions(singleOptions) + `
+The result is printed as JSON: on stdout on success, on stderr on failure,
+and the exit code is its return_code (see the README for the table).
+`
+}
+
+func runSingle(ctx context.Context, e env, args []string) int {
+	p, err := parseArgs(args, singleOptions)
+	if err != nil {
+		return usageFail(e, singleUsage(), err)
+	}
+	if p.help {
+		fmt.Fprint(e.stdout, singleHelp())
+		return 0
+	}
+	if len(p.positionals) != 2 {
+		if len(p.positionals) < 2 {
+			return usageFail(e, singleUsage(), fmt.Errorf("the following arguments are required: %s", strings.Join([]string{"name", "size"}[len(p.positionals):], ", ")))
+		}
+		return usageFail(e, singleUsage(), fmt.Errorf("unrecognized arguments: %s", strings.Join(p.positionals[2:], " ")))
+	}
+	spec := genvm.Spec{
+		Name:            p.positionals[0],
+		Size:            p.positionals[1],
+		Version:         p.values["version"],
+		Format:          p.values["output_format"],
+		OutputDirectory: p.values["output_directory"],
+		Overwrite:       p.switches["overwrite"],
+		AllowShrink:     p.switches["allow_shrink"],
+	}
+	verbose := p.switches["verbose"]
+	if in := p.values["input"]; in != "" {
+		spec.Input = &genvm.Input{Format: p.values["input_format"]}
+		if genvm.IsURL(in) {
+			spec.Input.URL = in
+		} else {
+			spec.Input.Path = in
+		}
+		if p.values["checksum"] != "" || p.values["checksum_type"] != "" {
+			c := &genvm.Checksum{Type: p.values["checksum_type"], Value: p.values["checksum"]}
+			if c.BufferSize, err = intOption(p, "checksum_buffer_size", "-icbs/--input-checksum-buffer-size"); err != nil {
+				return respond(e, genvm.NewResponse("", nil, verbose, err))
+			}
+			n, err := intOption(p, "checksum_read_bytes", "-icrb/--input-checksum-read-bytes")
+			if err != nil {
+				return respond(e, genvm.NewResponse("", nil, verbose, err))
+			}
+			c.ReadBytes = int64(n)
+			spec.Input.Checksum = c
+		}
+	}
+	var opts []genvm.Option
+	if e.progress {
+		bar := newProgressBar(e.stderr)
+		defer bar.finish()
+		opts = append(opts, genvm.WithProgress(bar.update))
+	}
+	res, err := genvm.Generate(ctx, spec, opts...)
+	return respond(e, genvm.NewResponse("", res.Messages, verbose, err))
+}
+
+// intOption reads an optional positive integer option.
+func intOption(p *parsed, dest, spelled string) (int, error) {
+	v, ok := p.values[dest]
+	if !ok {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		return 0, &genvm.Error{Code: genvm.CodeInvalidAttribute, Msg: fmt.Sprintf("Invalid value %q for %s: must be a positive whole number", v, spelled)}
+	}
+	return n, nil
+}

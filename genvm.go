@@ -1,0 +1,405 @@
+// Package genvm generates virtual machine disk images: blank ones, or ones
+// based on an existing image that is verified, converted and resized. It is
+// the library behind the gen-vm-image command, for any Go program that
+// embeds it. Everything is done by our own code: no external program runs.
+//
+// The pipeline for one image, each step a function below:
+//
+//	validate -> verify the input's checksum -> open the input (format from
+//	content) -> create the output under a temporary name -> convert ->
+//	close -> check -> fsync -> rename into place
+//
+// A failure at any step leaves nothing behind and never touches an existing
+// image.
+package genvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
+	"github.com/ucphhpc/gen-vm-image-go/convert"
+	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/size"
+
+	// The formats we read and write register themselves.
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
+)
+
+// Spec describes one image to generate.
+type Spec struct {
+	Name    string
+	Size    string // as qemu-img reads sizes: 20G, 512M, 1048576
+	Version string // optional; the file is NAME-VERSION.FORMAT
+	Format  string // output format; default qcow2
+	Input   *Input // nil for a blank image
+	// OutputDirectory defaults to DefaultOutputDirectory; it is created.
+	OutputDirectory string
+	// Overwrite replaces an existing image; without it an existing image is
+	// kept and Generate succeeds without doing anything.
+	Overwrite bool
+	// AllowShrink permits a Size below the input's virtual size, which
+	// discards the data beyond it.
+	AllowShrink bool
+}
+
+// Input is the image a generated image is based on.
+type Input struct {
+	Path     string // a local file, or
+	URL      string // an http(s) URL
+	Format   string // optional; must agree with the content when given
+	Checksum *Checksum
+}
+
+// Checksum is the expected digest of the input file as published.
+type Checksum struct {
+	Type       string // a hashlib name: sha256, sha512, ...
+	Value      string // hex
+	BufferSize int    // read buffer; 0 means 65536
+	ReadBytes  int64  // hash only the first ReadBytes bytes; 0 means all
+}
+
+// Result says what Generate did. It is returned on failure too, with the
+// messages gathered until then.
+type Result struct {
+	Path     string   // the image's path
+	Created  bool     // false when an existing image was kept
+	Messages []string // what a verbose run prints
+}
+
+// Event reports progress of a long step.
+type Event struct {
+	Image string // the output file name
+	Stage string // "verify", "convert"
+	Done  int64
+	Total int64
+}
+
+type options struct {
+	progress func(Event)
+}
+
+// Option tunes Generate and Build.
+type Option func(*options)
+
+// WithProgress has fn called with progress events. fn must be quick; it is
+// called from the goroutine doing the work.
+func WithProgress(fn func(Event)) Option { return func(o *options) { o.progress = fn } }
+
+func (o *options) emit(e Event) {
+	if o.progress != nil {
+		o.progress(e)
+	}
+}
+
+// Generate makes the image spec describes.
+func Generate(ctx context.Context, spec Spec, opts ...Option) (*Result, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	res := &Result{}
+	err := generate(ctx, spec, &o, res)
+	return res, err
+}
+
+func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
+	say := func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
+
+	format := spec.Format
+	if format == "" {
+		format = DefaultFormat
+	}
+	virtualSize, err := validateSpec(spec, format)
+	if err != nil {
+		return err
+	}
+	res.Path = OutputPath(spec.OutputDirectory, spec.Name, spec.Version, format)
+
+	if _, err := os.Lstat(res.Path); err == nil {
+		say("The output image: %s already exists", res.Path)
+		if !spec.Overwrite {
+			say("Use the --overwrite flag to overwrite the existing image")
+			return nil
+		}
+		say("Overwriting the existing image: %s", res.Path)
+	}
+	dir := filepath.Dir(res.Path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", dir, err)
+	}
+
+	var src *openedInput
+	if spec.Input != nil {
+		src, err = openInput(ctx, spec.Input, o, say)
+		if err != nil {
+			return err
+		}
+		defer src.close()
+		inSize := src.image.Size()
+		if virtualSize < inSize && !spec.AllowShrink {
+			return newError(CodeResize, disk.ErrShrink,
+				"Refusing to shrink %s: the requested size %s (%d bytes) is smaller than the input's virtual size %s (%d bytes), which would discard data; use --allow-shrink (allow_shrink: true) if that is really wanted",
+				res.Path, size.Format(virtualSize), virtualSize, size.Format(inSize), inSize)
+		}
+		if virtualSize < inSize {
+			say("Shrinking from %d to %d bytes as allowed: data beyond %d bytes is discarded", inSize, virtualSize, virtualSize)
+		}
+	}
+
+	if err := writeImage(ctx, res.Path, format, virtualSize, src, o, say); err != nil {
+		return err
+	}
+	res.Created = true
+	abs, _ := filepath.Abs(res.Path)
+	say("Generated image at: %s", abs)
+	return nil
+}
+
+// validateSpec checks what can be checked before touching any file and
+// returns the virtual size in bytes.
+func validateSpec(spec Spec, format string) (int64, error) {
+	if err := checkFileComponent("name", spec.Name); err != nil {
+		return 0, newError(CodeInvalidAttribute, err, "Invalid image name: %v", err)
+	}
+	if err := checkFileComponent("version", spec.Version); err != nil {
+		return 0, newError(CodeInvalidAttribute, err, "Invalid image version: %v", err)
+	}
+	if spec.Size == "" {
+		return 0, newError(CodeMissingAttribute, nil, "Missing attribute: size in image %s", spec.Name)
+	}
+	n, err := size.Parse(spec.Size)
+	if err != nil {
+		return 0, newError(CodeInvalidAttribute, err, "Invalid size: %v", err)
+	}
+	// A disk is made of 512-byte sectors: qemu-img create rounds every
+	// size up to one, and so do we, so that outputs match the reference's.
+	if n > math.MaxInt64-511 {
+		return 0, newError(CodeInvalidAttribute, nil, "Invalid size: %q is too large", spec.Size)
+	}
+	n = (n + 511) &^ 511
+	if err := checkWritable(format); err != nil {
+		return 0, err
+	}
+	if in := spec.Input; in != nil {
+		if in.Path == "" && in.URL == "" {
+			return 0, newError(CodeMissingAttribute, nil, "Missing attribute: the input needs a path or a url")
+		}
+		if in.Path != "" && in.URL != "" {
+			return 0, newError(CodeInvalidAttribute, nil, "Both a path and a url are given for the input; only one can be")
+		}
+		if c := in.Checksum; c != nil {
+			if c.Value != "" && c.Type == "" {
+				return 0, newError(CodeMissingAttribute, nil, "Missing attribute: input_checksum_type in %s", c.Value)
+			}
+			if c.Type != "" && c.Value == "" {
+				return 0, newError(CodeMissingAttribute, nil, "Missing attribute: input_checksum for checksum type %s", c.Type)
+			}
+			if c.Type != "" {
+				if _, err := checksum.New(c.Type); err != nil {
+					return 0, newError(CodeInvalidAttribute, err, "Invalid checksum type: %v", err)
+				}
+			}
+			if c.BufferSize < 0 || c.ReadBytes < 0 {
+				return 0, newError(CodeInvalidAttribute, nil, "Invalid checksum buffer size %d or read bytes %d: must be positive", c.BufferSize, c.ReadBytes)
+			}
+		}
+	}
+	return n, nil
+}
+
+// checkWritable refuses output formats we cannot write, naming those we can.
+func checkWritable(format string) error {
+	if f, ok := disk.Lookup(format); !ok || f.Create == nil {
+		return newError(CodeInvalidAttribute, nil,
+			"Invalid output format %q: this version writes %s", format, strings.Join(disk.WritableFormats(), ", "))
+	}
+	return nil
+}
+
+func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
+
+// writeImage creates the image under a temporary name beside its final one,
+// fills it, checks it and renames it into place. On failure the temporary
+// file is removed and an existing image at path is untouched.
+func writeImage(ctx context.Context, path, format string, virtualSize int64, src *openedInput, o *options, say func(string, ...any)) (err error) {
+	f, _ := disk.Lookup(format)
+	dir, base := filepath.Split(path)
+	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	if err != nil {
+		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+
+	w, err := f.Create(tmp, virtualSize, disk.CreateOptions{})
+	if err != nil {
+		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+	}
+	if src != nil {
+		stats, err := convert.Copy(ctx, w, src.image, convert.Options{
+			Length:    virtualSize,
+			ZeroBlock: zeroBlockFor(format),
+			Progress: func(p convert.Progress) {
+				o.emit(Event{Image: base, Stage: "convert", Done: p.Done, Total: p.Total})
+			},
+		})
+		if err != nil {
+			w.Close()
+			if ctx.Err() != nil {
+				return newError(CodeCreateFailed, err, "Interrupted while converting %s into %s: %v", src.path, path, ctx.Err())
+			}
+			return newError(CodeCreateFailed, err, "Failed to create path: %s - error: converting %s: %v", path, src.path, err)
+		}
+		say("Converted %s (%s) to %s: %d bytes of data copied, %d bytes of zeros skipped", src.path, src.format, format, stats.BytesWritten, stats.ZeroSkipped)
+	}
+	if err := w.Close(); err != nil {
+		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+	}
+	if f.Check != nil {
+		report, err := f.Check(tmp)
+		if err != nil {
+			return newError(CodeCheck, err, "Failed to check path: %s - error: %v", path, err)
+		}
+		if !report.OK() {
+			return newError(CodeCheck, nil, "Failed to check path: %s - %d errors, %d corruptions, %d leaks: %s",
+				path, report.Errors, report.Corruptions, report.Leaks, strings.Join(report.Problems, "; "))
+		}
+		say("Checked %s: no errors were found on the image", path)
+	}
+	if err := tmp.Sync(); err != nil {
+		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+	}
+	if err := tmp.Close(); err != nil {
+		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+	}
+	if err := ctx.Err(); err != nil {
+		return newError(CodeCreateFailed, err, "Interrupted before %s was put in place: %v", path, err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+	}
+	syncDir(dir)
+	return nil
+}
+
+// zeroBlockFor is the zero-detection granularity that suits a format: a
+// qcow2 cluster is allocated whole, so detecting smaller zero blocks inside
+// it would only split writes.
+func zeroBlockFor(format string) int64 {
+	if format == "qcow2" {
+		return 64 << 10
+	}
+	return 4 << 10
+}
+
+// syncDir makes a rename durable; failure to sync a directory is not worth
+// failing a finished image for.
+func syncDir(dir string) {
+	if dir == "" {
+		dir = "."
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+// openedInput is an input image ready to be read.
+type openedInput struct {
+	path   string
+	format string
+	file   *os.File
+	image  disk.Image
+}
+
+func (in *openedInput) close() {
+	in.image.Close()
+	in.file.Close()
+}
+
+// openInput resolves, verifies and opens the input image.
+func openInput(ctx context.Context, in *Input, o *options, say func(string, ...any)) (*openedInput, error) {
+	if in.URL != "" {
+		return nil, newError(CodeDownload, nil, "Failed to download %s: downloading inputs is not supported yet; download the image and pass its path", in.URL)
+	}
+	path := in.Path
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, newError(CodePathNotFound, err, "Path not found: %s - error: the defined input path does not exist", path)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: not a regular file", path)
+	}
+	if c := in.Checksum; c != nil && c.Value != "" {
+		if err := verifyChecksum(ctx, path, c, say); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
+	}
+	format, err := detectFormat(f, st.Size(), in.Format)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	fmtDef, _ := disk.Lookup(format)
+	if fmtDef.Open == nil {
+		f.Close()
+		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: %s images cannot be read by this version", path, format)
+	}
+	img, err := fmtDef.Open(f, disk.OpenOptions{})
+	if err != nil {
+		f.Close()
+		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
+	}
+	say("Input %s is a %s image with a virtual size of %d bytes", path, format, img.Size())
+	return &openedInput{path: path, format: format, file: f, image: img}, nil
+}
+
+// detectFormat names the input's format from its content; a declared format
+// that contradicts the content is an error.
+func detectFormat(f *os.File, fileSize int64, declared string) (string, error) {
+	detected, err := disk.Detect(f, fileSize)
+	if err != nil {
+		return "", newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", f.Name(), err)
+	}
+	if declared != "" && declared != detected {
+		if _, known := disk.Lookup(declared); !known {
+			return "", newError(CodeInvalidAttribute, nil, "Invalid input format %q for %s: the content is %s", declared, f.Name(), detected)
+		}
+		return "", newError(CodeInvalidAttribute, nil,
+			"The input %s was declared as %s but its content is %s; fix the declared input format (or leave it out: the format is detected from the content)",
+			f.Name(), declared, detected)
+	}
+	return detected, nil
+}
+
+// verifyChecksum hashes the input file and compares it with the expected value.
+func verifyChecksum(ctx context.Context, path string, c *Checksum, say func(string, ...any)) error {
+	got, err := checksum.FileDigest(ctx, path, c.Type, c.BufferSize, c.ReadBytes)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return newError(CodeChecksum, err, "Interrupted while calculating the checksum of %s", path)
+		}
+		return newError(CodeChecksum, err, "Failed to calculate the checksum of %s: %v", path, err)
+	}
+	if !checksum.Equal(c.Value, got) {
+		return newError(CodeChecksum, nil,
+			"The checksum of the input image: %s does not match the expected checksum: %s (%s of %s)", got, strings.TrimSpace(c.Value), c.Type, path)
+	}
+	say("The calculated checksum: %s matches the defined checksum: %s", got, strings.TrimSpace(c.Value))
+	return nil
+}

@@ -1,0 +1,129 @@
+package genvm
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+)
+
+// Request is what corc's initializer plugin hands the Python tool, as JSON:
+// {name, size, version, input, format, output_directory, overwrite,
+// verbose}. Input may be a path or URL string, or an object like the
+// architecture file's input section.
+type Request struct {
+	Name            string          `json:"name"`
+	Size            json.RawMessage `json:"size"`
+	Version         json.RawMessage `json:"version"`
+	Input           json.RawMessage `json:"input"`
+	Format          string          `json:"format"`
+	OutputDirectory string          `json:"output_directory"`
+	Overwrite       bool            `json:"overwrite"`
+	Verbose         bool            `json:"verbose"`
+	AllowShrink     bool            `json:"allow_shrink"`
+}
+
+type requestInput struct {
+	Path     string `json:"path"`
+	URL      string `json:"url"`
+	Format   string `json:"format"`
+	Checksum *struct {
+		Type       string `json:"type"`
+		Value      string `json:"value"`
+		BufferSize int    `json:"buffer_size"`
+		ReadBytes  int64  `json:"read_bytes"`
+	} `json:"checksum"`
+}
+
+// maxRequestBytes bounds what we read from a plugin caller.
+const maxRequestBytes = 1 << 20
+
+// ServeRequest reads one JSON request from r, generates the image and
+// returns the response to print, and whether verbose was asked for. Malformed
+// JSON is return code 9.
+func ServeRequest(ctx context.Context, r io.Reader, opts ...Option) Response {
+	data, err := io.ReadAll(io.LimitReader(r, maxRequestBytes+1))
+	if err != nil {
+		return NewResponse("", nil, false, newError(CodeJSON, err, "Failed to read the JSON request: %v", err))
+	}
+	if len(data) > maxRequestBytes {
+		return NewResponse("", nil, false, newError(CodeJSON, nil, "The JSON request is larger than %d bytes", maxRequestBytes))
+	}
+	var req Request
+	if err := json.Unmarshal(data, &req); err != nil {
+		return NewResponse("", nil, false, newError(CodeJSON, err, "Failed to parse the JSON request: %v", err))
+	}
+	spec, err := req.Spec()
+	if err != nil {
+		return NewResponse("", nil, req.Verbose, err)
+	}
+	res, err := Generate(ctx, spec, opts...)
+	return NewResponse("", res.Messages, req.Verbose, err)
+}
+
+// Spec converts the request into a Spec.
+func (req Request) Spec() (Spec, error) {
+	s := Spec{Name: req.Name, Format: req.Format, OutputDirectory: req.OutputDirectory, Overwrite: req.Overwrite, AllowShrink: req.AllowShrink}
+	var err error
+	if s.Size, err = scalarString("size", req.Size); err != nil {
+		return s, err
+	}
+	if s.Version, err = scalarString("version", req.Version); err != nil {
+		return s, err
+	}
+	raw := strings.TrimSpace(string(req.Input))
+	switch {
+	case raw == "" || raw == "null" || raw == `""`:
+	case strings.HasPrefix(raw, `"`):
+		var v string
+		if err := json.Unmarshal(req.Input, &v); err != nil {
+			return s, newError(CodeInvalidAttribute, err, "Invalid attribute type for input: %v", err)
+		}
+		s.Input = &Input{}
+		if IsURL(v) {
+			s.Input.URL = v
+		} else {
+			s.Input.Path = v
+		}
+	default:
+		var in requestInput
+		if err := json.Unmarshal(req.Input, &in); err != nil {
+			return s, newError(CodeInvalidAttribute, err, "Invalid attribute type for input: must be a string or an object: %v", err)
+		}
+		s.Input = &Input{Path: in.Path, URL: in.URL, Format: in.Format}
+		if c := in.Checksum; c != nil {
+			s.Input.Checksum = &Checksum{Type: c.Type, Value: c.Value, BufferSize: c.BufferSize, ReadBytes: c.ReadBytes}
+		}
+	}
+	return s, nil
+}
+
+// scalarString accepts a JSON string or number as written ("9.4", 9.4, 12).
+func scalarString(what string, raw json.RawMessage) (string, error) {
+	v := strings.TrimSpace(string(raw))
+	switch {
+	case v == "" || v == "null":
+		return "", nil
+	case strings.HasPrefix(v, `"`):
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return "", newError(CodeInvalidAttribute, err, "Invalid attribute type for %s: %v", what, err)
+		}
+		return s, nil
+	case strings.ContainsAny(v[:1], "-0123456789"):
+		var n json.Number
+		if err := json.Unmarshal(raw, &n); err != nil {
+			return "", newError(CodeInvalidAttribute, err, "Invalid attribute type for %s: %v", what, err)
+		}
+		return n.String(), nil
+	default:
+		return "", newError(CodeInvalidAttribute, nil, "Invalid attribute type: %s for value: %s - must be a string", what, v)
+	}
+}
+
+// IsURL reports whether an input string names a download rather than a path.
+func IsURL(s string) bool {
+	l := strings.ToLower(s)
+	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
+}
+
