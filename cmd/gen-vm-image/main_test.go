@@ -458,4 +458,3 @@ func assertNoTempFiles(t *testing.T, dir string) {
 		}
 	}
 }
-
