@@ -46,7 +46,11 @@ func Check(f *os.File) (disk.CheckReport, error) {
 		return disk.CheckReport{}, err
 	}
 	if err := c.run(); err != nil {
-		return disk.CheckReport{}, err
+		if !errors.Is(err, chkErrBudget) {
+			return disk.CheckReport{}, err
+		}
+		// Report what was found, and that the check could not finish.
+		c.checkError("check abandoned after examining %d table entries: the image's tables reference each other far more often than a genuine image's do", c.work)
 	}
 	return c.report(), nil
 }
@@ -98,6 +102,28 @@ type chkState struct {
 
 	rep      disk.CheckReport
 	problems int // findings, including those beyond the cap
+
+	// work counts the table entries examined; a hostile image can point
+	// every L1 entry (of millions) at the same L2 table, so the walk has a
+	// budget, far above what any genuine image needs (see chkBudget).
+	work, budget int64
+}
+
+// chkErrBudget ends a check whose tables are referenced too many times.
+var chkErrBudget = errors.New("qcow2: check: too many table entries to examine")
+
+// chkBudget is the number of table entries a check may examine: 64M plus
+// 64 passes over every entry the file could hold (each snapshot walks the
+// tables it shares with the active image again).
+func chkBudget(fileSize int64) int64 { return 1<<26 + 64*(fileSize/8) }
+
+// spend accounts for n table entries examined.
+func (c *chkState) spend(n int64) error {
+	c.work += n
+	if c.work > c.budget {
+		return chkErrBudget
+	}
+	return nil
 }
 
 type chkSnapshot struct {
@@ -124,6 +150,7 @@ func newChkState(f *os.File, fileSize int64, h *Header, head []byte) (*chkState,
 		nbClusters:  nb,
 		refcountMax: min(uint64(1)<<(1<<h.RefcountOrder)-1, 0xffff),
 		l2buf:       make([]byte, cs),
+		budget:      chkBudget(fileSize),
 	}
 	if h.RefcountOrder == 6 {
 		c.refcountMax = 0xffff
@@ -343,11 +370,12 @@ func (c *chkState) checkCopied() error {
 		if (rc == 1) != (e&EntryCopied != 0) {
 			c.corruption("COPIED flag of L1 entry %d (L2 table at %#x) is wrong for refcount %d", i, l2, rc)
 		}
-		if err := c.readAt(c.l2buf, l2); err != nil {
+		entries, err := c.readL2(l2)
+		if err != nil {
 			return err
 		}
 		es := c.h.L2EntrySize()
-		for j := int64(0); j < c.clusterSize/es; j++ {
+		for j := int64(0); j < entries; j++ {
 			entry := binary.BigEndian.Uint64(c.l2buf[j*es:])
 			typ := c.clusterType(entry)
 			if typ != chkNormal && typ != chkZeroAlloc {

@@ -142,6 +142,9 @@ func (c *chkState) countBitmaps() error {
 			if err := c.readAt(chunk[:n], t.offset+done); err != nil {
 				return err
 			}
+			if err := c.spend(int64(n / 8)); err != nil {
+				return err
+			}
 			for i := uint64(0); i < n; i += 8 {
 				e := be.Uint64(chunk[i:])
 				off := e & chkBitmapEntryOffsetMask

@@ -62,6 +62,9 @@ func (c *chkState) checkL1(offset uint64, size uint32, active bool) ([]uint64, e
 	if err := c.readAt(buf, offset); err != nil {
 		return nil, err
 	}
+	if err := c.spend(n); err != nil {
+		return nil, err
+	}
 	l1 := make([]uint64, n)
 	for i := range l1 {
 		l1[i] = binary.BigEndian.Uint64(buf[i*8:])
@@ -87,7 +90,8 @@ func (c *chkState) checkL1(offset uint64, size uint32, active bool) ([]uint64, e
 
 // checkL2 counts the clusters one L2 table maps (qemu's check_refcounts_l2).
 func (c *chkState) checkL2(offset uint64, active bool) error {
-	if err := c.readAt(c.l2buf, offset); err != nil {
+	entries, err := c.readL2(offset)
+	if err != nil {
 		return err
 	}
 	cs := uint64(c.clusterSize)
@@ -97,7 +101,7 @@ func (c *chkState) checkL2(offset uint64, active bool) error {
 	csizeMask := uint64(1)<<(c.clusterBits-8) - 1
 	offsetMask := uint64(1)<<csizeShift - 1
 	var nextContiguous uint64
-	for i := int64(0); i < c.clusterSize/es; i++ {
+	for i := int64(0); i < entries; i++ {
 		entry := binary.BigEndian.Uint64(c.l2buf[i*es:])
 		var bitmap uint64
 		if c.extendedL2 {
@@ -154,6 +158,21 @@ func (c *chkState) checkL2(offset uint64, active bool) error {
 		}
 	}
 	return nil
+}
+
+// readL2 reads the L2 table at offset into c.l2buf and returns how many of
+// its entries lie, at least in part, inside the file. The others read as
+// zeros, which map nothing: there is no need to look at them.
+func (c *chkState) readL2(offset uint64) (int64, error) {
+	if offset >= uint64(c.fileSize) {
+		return 0, nil
+	}
+	if err := c.readAt(c.l2buf, offset); err != nil {
+		return 0, err
+	}
+	es := c.h.L2EntrySize()
+	n := (min(c.clusterSize, c.fileSize-int64(offset)) + es - 1) / es
+	return n, c.spend(n)
 }
 
 // readSnapshotTable reads the snapshot table as qemu does before checking

@@ -449,8 +449,8 @@ func FuzzCheck(f *testing.F) {
 		}
 		return b
 	}
-	f.Add(seed(1<<20, 512, 20))
-	f.Add(seed(4<<20, 4096, 10))
+	f.Add(seed(256<<10, 512, 8))
+	f.Add(seed(1<<20, 4096, 4))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 4<<20 {
 			return
