@@ -112,10 +112,17 @@ type chkState struct {
 // chkErrBudget ends a check whose tables are referenced too many times.
 var chkErrBudget = errors.New("qcow2: check: too many table entries to examine")
 
-// chkBudget is the number of table entries a check may examine: 64M plus
-// 64 passes over every entry the file could hold (each snapshot walks the
-// tables it shares with the active image again).
-func chkBudget(fileSize int64) int64 { return 1<<26 + 64*(fileSize/8) }
+// chkBudget is the number of table entries a check may examine. One pass
+// over a genuine image's tables looks at most at every entry the file holds
+// twice (the L1 table's part in the file, and each L2 table, which is a
+// distinct cluster of the file) plus one partial table; the active tables
+// are walked twice (references, then COPIED flags) and every snapshot's once.
+// Only an image whose tables point at the same tables over and over again
+// needs more.
+func chkBudget(fileSize, clusterSize int64, snapshots uint32) int64 {
+	perPass := 2*(fileSize/8) + clusterSize/8
+	return 1<<20 + (3+int64(snapshots))*perPass
+}
 
 // spend accounts for n table entries examined.
 func (c *chkState) spend(n int64) error {
@@ -150,7 +157,7 @@ func newChkState(f *os.File, fileSize int64, h *Header, head []byte) (*chkState,
 		nbClusters:  nb,
 		refcountMax: min(uint64(1)<<(1<<h.RefcountOrder)-1, 0xffff),
 		l2buf:       make([]byte, cs),
-		budget:      chkBudget(fileSize),
+		budget:      chkBudget(fileSize, cs, h.NbSnapshots),
 	}
 	if h.RefcountOrder == 6 {
 		c.refcountMax = 0xffff
