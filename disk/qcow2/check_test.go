@@ -465,3 +465,39 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+// TestCheckBudget: an L1 table whose 32768 entries all point at one L2
+// table would have the check walk 268M entries of a 1 MiB file; it stops
+// early instead and says so.
+func TestCheckBudget(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "img.qcow2")
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	w, err := Create(f, 16<<40, disk.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for off := int64(0); off < 8<<16; off += 1 << 16 {
+		if _, err := w.WriteAt([]byte{1}, off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l := chkReadLayout(t, path)
+	entry := chkU64(uint64(l.l2) | EntryCopied)
+	for i := int64(0); i < int64(l.h.L1Size); i++ {
+		chkPatch(t, path, l.l1+i*8, entry)
+	}
+	r, err := chkRun(t, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Errors != 1 || r.OK() || !strings.Contains(r.Problems[len(r.Problems)-1], "abandoned") {
+		t.Errorf("errors %d, problems %q", r.Errors, r.Problems)
+	}
+}
