@@ -27,7 +27,9 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 
-	// The formats we read and write register themselves.
+	// The formats we read and write register themselves; probe registers
+	// those we only recognise.
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/probe"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
 )
@@ -358,7 +360,7 @@ func openInput(ctx context.Context, in *Input, o *options, say func(string, ...a
 	fmtDef, _ := disk.Lookup(format)
 	if fmtDef.Open == nil {
 		f.Close()
-		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: %s images cannot be read by this version", path, format)
+		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to qcow2 or raw first", path, format, strings.Join(readableFormats(), ", "))
 	}
 	img, err := fmtDef.Open(f, disk.OpenOptions{})
 	if err != nil {
@@ -367,6 +369,17 @@ func openInput(ctx context.Context, in *Input, o *options, say func(string, ...a
 	}
 	say("Input %s is a %s image with a virtual size of %d bytes", path, format, img.Size())
 	return &openedInput{path: path, format: format, file: f, image: img}, nil
+}
+
+// readableFormats names the formats Open works for.
+func readableFormats() []string {
+	var names []string
+	for _, f := range disk.Formats() {
+		if f.Open != nil {
+			names = append(names, f.Name)
+		}
+	}
+	return names
 }
 
 // detectFormat names the input's format from its content; a declared format

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -232,7 +231,7 @@ func describe(f *os.File, format disk.Format) (disk.Info, error) {
 		return format.Describe(f)
 	}
 	if format.Open == nil {
-		return disk.Info{}, errors.New("this format cannot be read")
+		return disk.Info{}, fmt.Errorf("this is a %s image, which this version recognises but cannot read yet", format.Name)
 	}
 	img, err := format.Open(f, disk.OpenOptions{})
 	if err != nil {
