@@ -215,7 +215,7 @@ func TestWritePatterns(t *testing.T) {
 			ti.write(wrRandom(rng, 3000), 8<<20+12345)
 			// Random writes all over, and the very end of the disk.
 			for range 50 {
-				n := rng.Int64N(3 * cs)
+				n := rng.Int64N(min(3*cs, 256<<10))
 				off := rng.Int64N(vsize - n)
 				ti.write(wrRandom(rng, int(n)), off)
 			}
