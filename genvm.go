@@ -25,6 +25,7 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
 	"github.com/ucphhpc/gen-vm-image-go/convert"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/inspect"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 
 	// The formats we read and write register themselves; probe registers
@@ -352,10 +353,13 @@ func openInput(ctx context.Context, in *Input, o *options, say func(string, ...a
 	if err != nil {
 		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
 	}
-	format, err := detectFormat(f, st.Size(), in.Format)
+	format, report, err := detectFormat(f, st.Size(), in.Format)
 	if err != nil {
 		f.Close()
 		return nil, err
+	}
+	for _, note := range report.Notes {
+		say("Inspected %s: %s", path, note)
 	}
 	fmtDef, _ := disk.Lookup(format)
 	if fmtDef.Open == nil {
@@ -382,22 +386,21 @@ func readableFormats() []string {
 	return names
 }
 
-// detectFormat names the input's format from its content; a declared format
-// that contradicts the content is an error.
-func detectFormat(f *os.File, fileSize int64, declared string) (string, error) {
-	detected, err := disk.Detect(f, fileSize)
-	if err != nil {
-		return "", newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", f.Name(), err)
+// detectFormat names the input's format from its content and applies the
+// safety policy (package inspect) before anything opens the image: a
+// declared format that contradicts the content is an invalid attribute
+// (code 5); a polyglot, an image that refers to other files, an encrypted
+// one, one with unknown features or absurd geometry fails to load (code 2).
+func detectFormat(f *os.File, fileSize int64, declared string) (string, inspect.Report, error) {
+	rep, err := inspect.InspectAt(f, fileSize, declared, inspect.Policy{})
+	switch {
+	case err == nil:
+		return rep.Format, rep, nil
+	case errors.Is(err, inspect.ErrMismatch):
+		return "", rep, newError(CodeInvalidAttribute, err, "Invalid input format for %s: %v", f.Name(), err)
+	default:
+		return "", rep, newError(CodeLoadFailed, err, "Failed to load path: %s - error: refusing the input image: %v", f.Name(), err)
 	}
-	if declared != "" && declared != detected {
-		if _, known := disk.Lookup(declared); !known {
-			return "", newError(CodeInvalidAttribute, nil, "Invalid input format %q for %s: the content is %s", declared, f.Name(), detected)
-		}
-		return "", newError(CodeInvalidAttribute, nil,
-			"The input %s was declared as %s but its content is %s; fix the declared input format (or leave it out: the format is detected from the content)",
-			f.Name(), declared, detected)
-	}
-	return detected, nil
 }
 
 // verifyChecksum hashes the input file and compares it with the expected value.
