@@ -1,14 +1,11 @@
 package qcow2
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"sync"
 
-	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -17,35 +14,9 @@ import (
 // the input may carry trailing bytes (padding, or the start of the next
 // compressed cluster): like qemu (block/qcow2-threads.c), decompression
 // stops as soon as one cluster has been produced and ignores the rest.
-
-// rdInflater is a pooled raw-deflate decompressor.
-type rdInflater struct {
-	src bytes.Reader
-	fr  io.ReadCloser
-}
-
-var rdInflaters = sync.Pool{New: func() any { return new(rdInflater) }}
-
-// rdInflate fills dst with the raw deflate stream in src (qemu writes it
-// without a zlib header).
-func rdInflate(dst, src []byte) error {
-	z := rdInflaters.Get().(*rdInflater)
-	defer rdInflaters.Put(z)
-	z.src.Reset(src)
-	if z.fr == nil {
-		z.fr = flate.NewReader(&z.src)
-	} else if err := z.fr.(flate.Resetter).Reset(&z.src, nil); err != nil {
-		return fmt.Errorf("deflate: %w", err)
-	}
-	n, err := io.ReadFull(z.fr, dst)
-	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
-			return fmt.Errorf("deflate data ends after %d of %d bytes of output", n, len(dst))
-		}
-		return fmt.Errorf("deflate: %w", err)
-	}
-	return nil
-}
+//
+// Deflate clusters: rdInflate (decompress_inflate.go). zstd clusters:
+// rdUnzstd, below, with klauspost/compress/zstd.
 
 // rdZstdMaxFrameOutput bounds what one zstd frame may declare it decodes to
 // (twice the largest cluster): a hostile frame header cannot make the
