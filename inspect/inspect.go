@@ -222,6 +222,16 @@ func checkSize(what string, virtualSize uint64, p Policy) error {
 	return nil
 }
 
+// checkSectors is checkSize for a size in 512-byte sectors, which may not
+// fit in bytes.
+func checkSectors(what string, sectors uint64, p Policy) error {
+	if limit := p.maxVirtualSize(); sectors > uint64(limit)/512 {
+		return refuse(ErrLimit, "%s declares a virtual size of %d sectors (%s), more than the limit of %d bytes (%s)",
+			what, sectors, human(satMul(sectors, 512)), limit, human(uint64(limit)))
+	}
+	return nil
+}
+
 // checkTable refuses a lookup table of more than maxTableBytes.
 func checkTable(what string, entries, entrySize uint64) error {
 	if entrySize != 0 && entries > maxTableBytes/entrySize {

@@ -148,8 +148,8 @@ func checkParallels(src *source, p Policy, rep *Report) error {
 	if string(b[:16]) == "WithoutFreeSpace" {
 		sectors &= 0xffffffff // version 1 has a 32-bit count (qemu parallels_open)
 	}
-	if sectors > uint64(p.maxVirtualSize())/512 {
-		return checkSize("the Parallels header", satMul(sectors, 512), p)
+	if err := checkSectors("the Parallels header", sectors, p); err != nil {
+		return err
 	}
 	if clusterSectors == 0 || clusterSectors > 1<<21 {
 		return refuse(disk.ErrFormat, "cluster of %d sectors", clusterSectors)

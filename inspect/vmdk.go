@@ -111,6 +111,11 @@ func checkVMDKSparse(src *source, head []byte, p Policy, rep *Report) error {
 		if i := bytes.IndexByte(text, 0); i >= 0 {
 			text = text[:i] // the descriptor is padded with NULs
 		}
+		if len(bytes.TrimSpace(text)) == 0 {
+			// Space reserved but left empty, as in the extents of a
+			// split (twoGbMaxExtentSparse) disk: self-contained.
+			return h.report(createType, rep)
+		}
 		d, err := parseDescriptor(text)
 		if err != nil {
 			return err
@@ -124,6 +129,10 @@ func checkVMDKSparse(src *source, head []byte, p Policy, rep *Report) error {
 				e.line, e.sectors, h.capacity)
 		}
 	}
+	return h.report(createType, rep)
+}
+
+func (h vmdkHeader) report(createType string, rep *Report) error {
 	rep.VirtualSize = int64(h.capacity * vmdkSector)
 	rep.Notes = append(rep.Notes, fmt.Sprintf("VMDK version %d sparse extent %s, %d bytes virtual, %d-byte grains; it names no other file",
 		h.version, createType, rep.VirtualSize, h.grainSize*vmdkSector))
@@ -139,8 +148,8 @@ func (h vmdkHeader) check(fileSize int64, p Policy) error {
 	if h.compressAlgo > 1 {
 		return refuse(disk.ErrUnsupported, "compression algorithm %d (0 none and 1 deflate exist)", h.compressAlgo)
 	}
-	if h.capacity > uint64(p.maxVirtualSize())/vmdkSector {
-		return checkSize("the VMDK header", satMul(h.capacity, vmdkSector), p)
+	if err := checkSectors("the VMDK header", h.capacity, p); err != nil {
+		return err
 	}
 	if h.grainSize == 0 || h.grainSize > vmdkMaxGrain || bits.OnesCount64(h.grainSize) != 1 {
 		return refuse(disk.ErrFormat, "grain size of %d sectors (a power of two up to %d sectors is needed)", h.grainSize, vmdkMaxGrain)

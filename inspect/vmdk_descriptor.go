@@ -222,14 +222,17 @@ var multiFileTypes = map[string]bool{
 // the only extent a reader uses); false for a descriptor file, whose every
 // extent is another file by definition.
 func checkDescriptor(d *descriptor, embedded bool, p Policy) error {
+	// Paths first: they are the most alarming finding, wherever they are.
+	for i, e := range d.extents {
+		if strings.ContainsAny(e.file, "/\\") {
+			return refuse(disk.ErrUnsafe, "descriptor extent %d (line %d) names %s: an image must not refer to other files, and this name is a path",
+				i+1, e.line, quote(e.file))
+		}
+	}
 	for i, e := range d.extents {
 		n := i + 1
 		if !e.hasFile {
 			continue
-		}
-		if strings.ContainsAny(e.file, "/\\") || strings.ContainsRune(e.file, 0) {
-			return refuse(disk.ErrUnsafe, "descriptor extent %d (line %d) names %s: an image must not refer to other files, and this name is a path",
-				n, e.line, quote(e.file))
 		}
 		if !embedded {
 			return refuse(disk.ErrUnsafe, "descriptor extent %d (line %d) names %s: an image must not refer to other files (this is a VMDK descriptor file whose data lives in the files it names; convert it on a trusted host to a monolithic image first)",

@@ -6,6 +6,7 @@ import (
 	"bufio"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -39,6 +40,7 @@ func Dir(t testing.TB) string {
 type Entry struct {
 	File        string // relative to the corpus dir; "[not kept]" rows have NotKept set
 	NotKept     bool
+	Size        int64  // bytes, as the manifest gives them (of the unpacked file for "[not kept]" rows)
 	QemuFormat  string // what qemu-img info said ("qcow2", "ERROR: ..." ...)
 	VirtualSize string
 	Notes       string
@@ -70,6 +72,7 @@ func Manifest(t testing.TB) []Entry {
 			continue
 		}
 		e := Entry{File: cols[0], QemuFormat: cols[7], VirtualSize: cols[8], Notes: cols[9]}
+		e.Size, _ = strconv.ParseInt(cols[5], 10, 64)
 		if strings.Contains(e.File, "[not kept]") {
 			e.NotKept = true
 			e.File = strings.TrimSpace(strings.Replace(e.File, "[not kept]", "", 1))

@@ -1,0 +1,80 @@
+package inspect
+
+import (
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/testcorpus"
+)
+
+// corpusRefusals is what Inspect must say about the corpus files it refuses;
+// every other file must be accepted as the format qemu-img names.
+var corpusRefusals = map[string]error{
+	"binwalk/qcow.bin":                  disk.ErrFormat,      // header only, tables beyond EOF
+	"cdi/invalid-qcow-backing-file.img": ErrLimit,            // a VMDK of 128 PiB
+	"cdi/invalid-qcow-large-memory.img": ErrLimit,            // the same
+	"cdi/invalid-qcow-large-json.img":   ErrLimit,            // 65536 snapshots
+	"cdi/invalid-qcow-large-size.img":   ErrLimit,            // qcow v1 of 152 TiB
+	"cdi/cirros-snapshot1.qcow2":        disk.ErrUnsafe,      // backing file
+	"cdi/cirros-snapshot2.qcow2":        disk.ErrUnsafe,      // backing file
+	"dfvfs/fat-differential.vhd":        disk.ErrUnsafe,      // differencing
+	"dfvfs/image-differential.vhd":      disk.ErrFormat,      // checksum
+	"dfvfs/image.vhd":                   disk.ErrFormat,      // checksum
+	"qemu/afl5.img":                     disk.ErrFormat,      // truncated dynamic header
+	"qemu/afl9.vmdk":                    ErrLimit,            // absurd capacity
+	"qemu/iotest-dirtylog-10G-4M.vhdx":  disk.ErrUnsupported, // log to replay
+	"discutils/vhdx-log-replay.vhdx":    disk.ErrUnsupported, // log to replay
+}
+
+// corpusUnpackLimit keeps `go test` quick: the two [not kept] files of over
+// 250 MiB (neither malformed) take seconds each to unpack, and are inspected
+// only when GVI_CORPUS_LARGE=1.
+const corpusUnpackLimit = 128 << 20
+
+func TestCorpus(t *testing.T) {
+	for _, e := range testcorpus.Manifest(t) {
+		t.Run(e.File, func(t *testing.T) {
+			limit := int64(corpusUnpackLimit)
+			if os.Getenv("GVI_CORPUS_LARGE") == "1" {
+				limit = 512 << 20
+			}
+			path, ok := testcorpus.Path(t, e, limit)
+			if !ok {
+				t.Skipf("unpacks to %d bytes; the limit is %d", e.Size, limit)
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			start := time.Now()
+			rep, err := Inspect(f, "", Policy{})
+			// Generous: inspection reads a few headers; 5 s only catches a hang.
+			if d := time.Since(start); d > 5*time.Second {
+				t.Errorf("inspection took %v", d)
+			}
+			want, refused := corpusRefusals[e.File]
+			if refused {
+				if !errors.Is(err, want) {
+					t.Fatalf("got %+v, %v; want a refusal wrapping %q", rep, err, want)
+				}
+				t.Logf("refused: %v", err)
+				return
+			}
+			format := strings.Fields(e.QemuFormat)[0]
+			switch {
+			case strings.HasPrefix(e.QemuFormat, "("): // a .bz2 or .zip container
+				format = "raw"
+			case strings.HasPrefix(e.QemuFormat, "raw by probe; vpc"): // a fixed VHD qemu does not probe
+				format = "vpc"
+			}
+			if err != nil || rep.Format != format {
+				t.Fatalf("got %+v, %v; want it accepted as %s", rep, err, format)
+			}
+		})
+	}
+}
