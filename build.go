@@ -21,6 +21,8 @@ type BuildOptions struct {
 	// FailFast stops at the first image that fails, as the Python tool
 	// does. Without it every image that can be built is built.
 	FailFast bool
+	// CacheDir holds downloaded inputs; "" means fetch.DefaultCacheDir().
+	CacheDir string
 }
 
 // ImageResult is the outcome of one image of an architecture.
@@ -95,11 +97,16 @@ func SpecFor(im arch.Image, opt BuildOptions) Spec {
 		OutputDirectory: opt.OutputDirectory,
 		Overwrite:       opt.Overwrite,
 		AllowShrink:     opt.AllowShrink,
+		CacheDir:        opt.CacheDir,
 	}
 	if in := im.Input; in != nil {
 		s.Input = &Input{Path: in.Path, URL: in.URL, Format: in.Format}
+		if len(in.URLs) > 1 {
+			s.Input.Mirrors = in.URLs[1:]
+		}
 		if c := in.Checksum; c != nil {
-			s.Input.Checksum = &Checksum{Type: c.Type, Value: c.Value, BufferSize: c.BufferSize, ReadBytes: c.ReadBytes}
+			s.Input.Checksum = &Checksum{Type: c.Type, Value: c.Value, File: c.File, Signature: c.Signature, Key: c.Key,
+				BufferSize: c.BufferSize, ReadBytes: c.ReadBytes}
 		}
 	}
 	return s

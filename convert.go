@@ -30,7 +30,7 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	if err := checkWritable(format); err != nil {
 		return res, err
 	}
-	src, err := openInput(ctx, &Input{Path: spec.Input, Format: spec.InputFormat}, &o, say)
+	src, err := openInput(ctx, &Input{Path: spec.Input, Format: spec.InputFormat}, "", "", &o, say)
 	if err != nil {
 		return res, err
 	}

@@ -50,20 +50,28 @@ type Spec struct {
 	// AllowShrink permits a Size below the input's virtual size, which
 	// discards the data beyond it.
 	AllowShrink bool
+	// CacheDir holds downloaded inputs; "" means fetch.DefaultCacheDir()
+	// ($GVI_CACHE_DIR, else the user's cache directory).
+	CacheDir string
 }
 
 // Input is the image a generated image is based on.
 type Input struct {
-	Path     string // a local file, or
-	URL      string // an http(s) URL
-	Format   string // optional; must agree with the content when given
+	Path     string   // a local file, or
+	URL      string   // an http(s) URL, downloaded into the cache (see package fetch)
+	Mirrors  []string // more URLs of the same file, tried in order after URL
+	Format   string   // optional; must agree with the content when given
 	Checksum *Checksum
 }
 
-// Checksum is the expected digest of the input file as published.
+// Checksum is the expected digest of the input file as published: a
+// literal Value, or the one a checksum File lists for the input's file name.
 type Checksum struct {
-	Type       string // a hashlib name: sha256, sha512, ...
+	Type       string // a hashlib name: sha256, sha512, ...; optional with File
 	Value      string // hex
+	File       string // URL or path of a checksum (SUMS) file, instead of Value
+	Signature  string // URL or path of File's detached OpenPGP signature
+	Key        string // URL or path of the OpenPGP key that signs File (clear-signed when no Signature)
 	BufferSize int    // read buffer; 0 means 65536
 	ReadBytes  int64  // hash only the first ReadBytes bytes; 0 means all
 }
@@ -79,7 +87,7 @@ type Result struct {
 // Event reports progress of a long step.
 type Event struct {
 	Image string // the output file name
-	Stage string // "verify", "convert"
+	Stage string // "download", "verify", "convert"
 	Done  int64
 	Total int64
 }
@@ -140,7 +148,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 
 	var src *openedInput
 	if spec.Input != nil {
-		src, err = openInput(ctx, spec.Input, o, say)
+		src, err = openInput(ctx, spec.Input, spec.CacheDir, filepath.Base(res.Path), o, say)
 		if err != nil {
 			return err
 		}
@@ -197,11 +205,17 @@ func validateSpec(spec Spec, format string) (int64, error) {
 		if in.Path != "" && in.URL != "" {
 			return 0, newError(CodeInvalidAttribute, nil, "Both a path and a url are given for the input; only one can be")
 		}
+		if len(in.Mirrors) > 0 && in.URL == "" {
+			return 0, newError(CodeInvalidAttribute, nil, "Mirrors are given for the input but no url")
+		}
 		if c := in.Checksum; c != nil {
+			if err := validateChecksumFile(c); err != nil {
+				return 0, err
+			}
 			if c.Value != "" && c.Type == "" {
 				return 0, newError(CodeMissingAttribute, nil, "Missing attribute: input_checksum_type in %s", c.Value)
 			}
-			if c.Type != "" && c.Value == "" {
+			if c.Type != "" && c.Value == "" && c.File == "" {
 				return 0, newError(CodeMissingAttribute, nil, "Missing attribute: input_checksum for checksum type %s", c.Type)
 			}
 			if c.Type != "" {
@@ -331,29 +345,16 @@ func (in *openedInput) close() {
 	in.file.Close()
 }
 
-// openInput resolves, verifies and opens the input image.
-func openInput(ctx context.Context, in *Input, o *options, say func(string, ...any)) (*openedInput, error) {
-	if in.URL != "" {
-		return nil, newError(CodeDownload, nil, "Failed to download %s: downloading inputs is not supported yet; download the image and pass its path", in.URL)
-	}
-	path := in.Path
-	st, err := os.Stat(path)
+// openInput resolves, verifies and opens the input image: a download is
+// fetched (verified while it downloads) into the cache at cacheDir; image
+// names the output in progress events.
+func openInput(ctx context.Context, in *Input, cacheDir, image string, o *options, say func(string, ...any)) (*openedInput, error) {
+	f, fileSize, err := resolveInput(ctx, in, cacheDir, image, o, say)
 	if err != nil {
-		return nil, newError(CodePathNotFound, err, "Path not found: %s - error: the defined input path does not exist", path)
+		return nil, err
 	}
-	if !st.Mode().IsRegular() {
-		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: not a regular file", path)
-	}
-	if c := in.Checksum; c != nil && c.Value != "" {
-		if err := verifyChecksum(ctx, path, c, say); err != nil {
-			return nil, err
-		}
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
-	}
-	format, report, err := detectFormat(f, st.Size(), in.Format)
+	path := f.Name()
+	format, report, err := detectFormat(f, fileSize, in.Format)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -403,8 +404,42 @@ func detectFormat(f *os.File, fileSize int64, declared string) (string, inspect.
 	}
 }
 
-// verifyChecksum hashes the input file and compares it with the expected value.
+// resolveInput opens the input file: the local path, verified, or the
+// download's verified copy in the cache.
+func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *options, say func(string, ...any)) (*os.File, int64, error) {
+	if in.URL != "" {
+		return fetchInput(ctx, in, cacheDir, image, o, say)
+	}
+	path := in.Path
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, 0, newError(CodePathNotFound, err, "Path not found: %s - error: the defined input path does not exist", path)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, 0, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: not a regular file", path)
+	}
+	if c := in.Checksum; c != nil && (c.Value != "" || c.File != "") {
+		if err := verifyChecksum(ctx, path, c, say); err != nil {
+			return nil, 0, err
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
+	}
+	return f, st.Size(), nil
+}
+
+// verifyChecksum hashes the input file and compares it with the expected
+// value, or with the one its checksum file lists.
 func verifyChecksum(ctx context.Context, path string, c *Checksum, say func(string, ...any)) error {
+	if c.File != "" {
+		listed, err := lookupChecksumFile(ctx, c, path, say)
+		if err != nil {
+			return err
+		}
+		c = listed
+	}
 	got, err := checksum.FileDigest(ctx, path, c.Type, c.BufferSize, c.ReadBytes)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

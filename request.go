@@ -21,15 +21,19 @@ type Request struct {
 	Overwrite       bool            `json:"overwrite"`
 	Verbose         bool            `json:"verbose"`
 	AllowShrink     bool            `json:"allow_shrink"`
+	CacheDir        string          `json:"cache_dir"`
 }
 
 type requestInput struct {
-	Path     string `json:"path"`
-	URL      string `json:"url"`
-	Format   string `json:"format"`
+	Path     string          `json:"path"`
+	URL      json.RawMessage `json:"url"` // a string, or a list: the URL and its mirrors
+	Format   string          `json:"format"`
 	Checksum *struct {
 		Type       string `json:"type"`
 		Value      string `json:"value"`
+		File       string `json:"file"`
+		Signature  string `json:"signature"`
+		Key        string `json:"key"`
 		BufferSize int    `json:"buffer_size"`
 		ReadBytes  int64  `json:"read_bytes"`
 	} `json:"checksum"`
@@ -63,7 +67,7 @@ func ServeRequest(ctx context.Context, r io.Reader, opts ...Option) Response {
 
 // Spec converts the request into a Spec.
 func (req Request) Spec() (Spec, error) {
-	s := Spec{Name: req.Name, Format: req.Format, OutputDirectory: req.OutputDirectory, Overwrite: req.Overwrite, AllowShrink: req.AllowShrink}
+	s := Spec{Name: req.Name, Format: req.Format, OutputDirectory: req.OutputDirectory, Overwrite: req.Overwrite, AllowShrink: req.AllowShrink, CacheDir: req.CacheDir}
 	var err error
 	if s.Size, err = scalarString("size", req.Size); err != nil {
 		return s, err
@@ -90,12 +94,42 @@ func (req Request) Spec() (Spec, error) {
 		if err := json.Unmarshal(req.Input, &in); err != nil {
 			return s, newError(CodeInvalidAttribute, err, "Invalid attribute type for input: must be a string or an object: %v", err)
 		}
-		s.Input = &Input{Path: in.Path, URL: in.URL, Format: in.Format}
+		s.Input = &Input{Path: in.Path, Format: in.Format}
+		urls, err := requestURLs(in.URL)
+		if err != nil {
+			return s, err
+		}
+		if len(urls) > 0 {
+			s.Input.URL, s.Input.Mirrors = urls[0], urls[1:]
+		}
 		if c := in.Checksum; c != nil {
-			s.Input.Checksum = &Checksum{Type: c.Type, Value: c.Value, BufferSize: c.BufferSize, ReadBytes: c.ReadBytes}
+			s.Input.Checksum = &Checksum{Type: c.Type, Value: c.Value, File: c.File, Signature: c.Signature, Key: c.Key,
+				BufferSize: c.BufferSize, ReadBytes: c.ReadBytes}
 		}
 	}
 	return s, nil
+}
+
+// requestURLs reads an input's url: a string, or a list of the URL and
+// its mirrors.
+func requestURLs(raw json.RawMessage) ([]string, error) {
+	v := strings.TrimSpace(string(raw))
+	switch {
+	case v == "" || v == "null" || v == `""`:
+		return nil, nil
+	case strings.HasPrefix(v, "["):
+		var urls []string
+		if err := json.Unmarshal(raw, &urls); err != nil {
+			return nil, newError(CodeInvalidAttribute, err, "Invalid attribute type for input url: must be a string or a list of strings: %v", err)
+		}
+		return urls, nil
+	default:
+		var u string
+		if err := json.Unmarshal(raw, &u); err != nil {
+			return nil, newError(CodeInvalidAttribute, err, "Invalid attribute type for input url: must be a string or a list of strings: %v", err)
+		}
+		return []string{u}, nil
+	}
 }
 
 // scalarString accepts a JSON string or number as written ("9.4", 9.4, 12).
