@@ -17,7 +17,7 @@
 //	        value: <hex>           # exactly one of value and file
 //	        file: <url|path>       # a SUMS file listing the digest
 //	        signature: <url|path>  # optional, a signature of file
-//	        key: <url|path>        # optional, the key for signature
+//	        key: <url|path>        # optional, the signer's key (file clear-signed without signature)
 //	        buffer_size: <int>     # optional, default 65536
 //	        read_bytes: <int>      # optional, hash only the first N bytes
 //

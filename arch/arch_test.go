@@ -163,6 +163,11 @@ func TestParseValues(t *testing.T) {
 				c := a.Images[0].Input.Checksum
 				return c.File == "https://a.example/SHA256SUMS" && c.Signature == "https://a.example/SHA256SUMS.gpg" && c.Key == "keys/a.asc" && c.Type == "" && c.Value == ""
 			}},
+		{"clear-signed checksum file: key without signature", image("    name: n\n    size: 1G\n    input:\n      url: https://a.example/x.qcow2\n      checksum: {file: https://a.example/CHECKSUM, key: keys/a.asc}\n"),
+			func(a *Architecture) bool {
+				c := a.Images[0].Input.Checksum
+				return c.File == "https://a.example/CHECKSUM" && c.Key == "keys/a.asc" && c.Signature == ""
+			}},
 		{"checksum numbers", image("    name: n\n    size: 1G\n    input:\n      path: x\n      checksum:\n        type: SHA-256\n        value: \" 39277948D53A10F1087454A1E0ED1C9BB48B48F6A4DDBF5113ADC36F70BE6730 \"\n        buffer_size: 0x1000\n        read_bytes: 1000\n"),
 			func(a *Architecture) bool {
 				c := a.Images[0].Input.Checksum
@@ -316,7 +321,7 @@ func TestProblems(t *testing.T) {
 		{"read_bytes huge", image(nameSize + "    input:\n      path: p\n      checksum: {type: md5, value: d41d8cd98f00b204e9800998ecf8427e, read_bytes: 99999999999999999999}\n"), Problem{8, 82, "images.img.input.checksum.read_bytes", "must be a positive integer, got a number (99999999999999999999)", Invalid}},
 		{"checksum file empty", image(nameSize + "    input:\n      path: p\n      checksum: {file: ''}\n"), Problem{8, 24, "images.img.input.checksum.file", "is empty", Missing}},
 		{"signature without file", image(nameSize + "    input:\n      path: p\n      checksum: {type: md5, value: d41d8cd98f00b204e9800998ecf8427e, signature: s.gpg}\n"), Problem{8, 81, "images.img.input.checksum.signature", `signs a checksum file: give "file" too`, Invalid}},
-		{"key without signature", image(nameSize + "    input:\n      path: p\n      checksum: {file: SUMS, key: k.asc}\n"), Problem{8, 35, "images.img.input.checksum.key", `verifies a signature: give "signature" too`, Invalid}},
+		{"key without file", image(nameSize + "    input:\n      path: p\n      checksum: {type: md5, value: d41d8cd98f00b204e9800998ecf8427e, key: k.asc}\n"), Problem{8, 75, "images.img.input.checksum.key", `verifies a checksum file's signature: give "file" too`, Invalid}},
 		{"signature a list", image(nameSize + "    input:\n      path: p\n      checksum: {file: SUMS, signature: [a]}\n"), Problem{8, 41, "images.img.input.checksum.signature", "must be a string, got a list", Invalid}},
 		{"duplicate image key", "owner: o\nimages:\n  a: {name: a, size: 1G}\n  a: {name: b, size: 1G}\n", Problem{4, 3, "images.a", "duplicate key (first at line 3)", Invalid}},
 		{"duplicate field", image("    name: n\n    size: 1G\n    size: 2G\n"), Problem{6, 5, "images.img.size", "duplicate key (first at line 5)", Invalid}},

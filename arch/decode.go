@@ -372,8 +372,8 @@ func (p *parser) checksum(e entry, path string) *Checksum {
 	if sigNode != nil && fileNode == nil {
 		p.invalid(sigNode, path+".signature", `signs a checksum file: give "file" too`)
 	}
-	if keyNode != nil && sigNode == nil {
-		p.invalid(keyNode, path+".key", `verifies a signature: give "signature" too`)
+	if keyNode != nil && fileNode == nil {
+		p.invalid(keyNode, path+".key", `verifies a checksum file's signature: give "file" too`)
 	}
 	return c
 }
