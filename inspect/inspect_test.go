@@ -162,7 +162,7 @@ func hostileCases() []hostileCase {
 			return qemuCreate(t, dir, "json.qcow2", "-f", "qcow2", "-u", "-b", `json:{"file.filename":"/etc/passwd"}`, "-F", "raw")
 		}, class: disk.ErrUnsafe, msg: `/etc/passwd`},
 		{name: "qcow2 external data file", make: qemu("-f", "qcow2", "-o", "data_file=data.raw"), class: disk.ErrUnsafe, msg: `external data file "data.raw"`},
-		{name: "qcow2 LUKS encryption", make: qemu("-f", "qcow2", "--object", "secret,id=s0,data=x", "-o", "encrypt.format=luks,encrypt.key-secret=s0"),
+		{name: "qcow2 LUKS encryption", make: qemu("-f", "qcow2", "--object", "secret,id=s0,data=x", "-o", "encrypt.format=luks,encrypt.key-secret=s0,encrypt.iter-time=10"),
 			class: disk.ErrUnsupported, msg: "encrypted (LUKS)"},
 		{name: "qcow2 AES encryption", make: qemu("-f", "qcow2", "--object", "secret,id=s0,data=x", "-o", "encrypt.format=aes,encrypt.key-secret=s0"),
 			class: disk.ErrUnsupported, msg: "encrypted (AES)"},
@@ -276,7 +276,7 @@ func hostileCases() []hostileCase {
 		}), class: ErrLimit, msg: "1 PiB"},
 
 		// Other formats.
-		{name: "luks", make: qemu("-f", "luks", "--object", "secret,id=s0,data=x", "-o", "key-secret=s0"), class: disk.ErrUnsupported, msg: "LUKS"},
+		{name: "luks", make: qemu("-f", "luks", "--object", "secret,id=s0,data=x", "-o", "key-secret=s0,iter-time=10"), class: disk.ErrUnsupported, msg: "LUKS"},
 		{name: "qcow version 1 backing file", make: func(t *testing.T, dir string) string {
 			base(t, dir)
 			return qemuCreate(t, dir, "x.qcow", "-f", "qcow", "-b", "base.qcow2", "-F", "qcow2")
