@@ -89,8 +89,8 @@ func commandNames() string {
 func topHelp() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "usage: %s [-h] [--version] {%s} ...\n\n", prog, commandNames())
-	b.WriteString("Generate virtual machine disk images: blank, or based on a local image that is\n" +
-		"verified, converted and resized. No external programs are needed.\n\n")
+	b.WriteString("Generate virtual machine disk images: blank, or based on a local or downloaded\n" +
+		"image that is verified, converted and resized. No external programs are needed.\n\n")
 	b.WriteString("options:\n  -h, --help         show this help message and exit\n  --version, -V      Print the version of the program\n\n")
 	b.WriteString("COMMAND:\n")
 	for _, c := range commands() {

@@ -16,6 +16,8 @@ var multipleOptions = []option{
 		help: "Stop at the first image that fails, as the Python tool does. By default\nevery image that can be built is built and every failure is reported."},
 	{names: []string{"--allow-shrink"}, dest: "allow_shrink",
 		help: "Allow sizes below an input's virtual size; the data beyond them is lost."},
+	{names: []string{"--cache-dir"}, dest: "cache_dir", metavar: "DIR",
+		help: "Where downloads are cached. (default: $GVI_CACHE_DIR, else\n$XDG_CACHE_HOME/gen-vm-image or ~/.cache/gen-vm-image)"},
 	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
 }
 
@@ -44,9 +46,12 @@ The architecture file:
       version: <string|number>    # optional: NAME-VERSION.FORMAT
       format: <string>            # optional: qcow2 (default) or raw
       input:                      # optional: the image to base this one on
-        path: <string>            # a local file (or url: once downloads land)
+        path: <string>            # a local file, or
+        url: <url> | [<url>, ...] # a download (a list: mirrors, tried in order)
         format: <string>          # optional: must agree with the content
         checksum: {type: sha256, value: <hex>, buffer_size: <int>, read_bytes: <int>}
+        # or the checksum from a published checksum file, optionally signed:
+        # checksum: {file: <url|path>, type: <optional>, signature: <url|path>, key: <path|url>}
 
 The result is printed as JSON: on stdout on success, on stderr on failure, with
 the return code of the first failure as the exit code.
@@ -84,6 +89,7 @@ func runMultiple(ctx context.Context, e env, args []string) int {
 		Overwrite:       p.switches["overwrite"],
 		AllowShrink:     p.switches["allow_shrink"],
 		FailFast:        p.switches["fail_fast"],
+		CacheDir:        p.values["cache_dir"],
 	}, opts...)
 	return respond(e, genvm.NewResponse(res.Summary, res.Messages, verbose, err))
 }

@@ -15,6 +15,7 @@ type progressBar struct {
 	last    time.Time
 	start   time.Time
 	image   string
+	stage   string
 	drawn   bool
 	lastLen int
 }
@@ -23,16 +24,20 @@ func newProgressBar(w io.Writer) *progressBar { return &progressBar{w: w} }
 
 func (b *progressBar) update(ev genvm.Event) {
 	now := time.Now()
-	if ev.Image != b.image {
+	if ev.Image != b.image || ev.Stage != b.stage {
 		if b.drawn {
 			fmt.Fprintln(b.w)
 		}
-		b.image, b.start, b.drawn = ev.Image, now, false
+		b.image, b.stage, b.start, b.drawn = ev.Image, ev.Stage, now, false
 	}
-	if now.Sub(b.last) < 100*time.Millisecond && ev.Done < ev.Total {
+	if now.Sub(b.last) < 100*time.Millisecond && (ev.Total <= 0 || ev.Done < ev.Total) {
 		return
 	}
 	b.last = now
+	if ev.Total <= 0 { // a download whose size the server did not say
+		b.draw(fmt.Sprintf("%s %s %s %s", ev.Stage, ev.Image, size.Format(ev.Done), b.rate(now, ev)))
+		return
+	}
 	pct := 100.0
 	if ev.Total > 0 {
 		pct = float64(ev.Done) * 100 / float64(ev.Total)
@@ -46,6 +51,13 @@ func (b *progressBar) update(ev genvm.Event) {
 			bar[i] = '='
 		}
 	}
+	line := fmt.Sprintf("%s %s [%s] %5.1f%% %s/%s %s", ev.Stage, ev.Image, bar, pct,
+		size.Format(ev.Done), size.Format(ev.Total), b.rate(now, ev))
+	b.draw(line)
+}
+
+// rate is "12 MiB/s ETA 3s" once a stage has run long enough to tell.
+func (b *progressBar) rate(now time.Time, ev genvm.Event) string {
 	rate := ""
 	if el := now.Sub(b.start).Seconds(); el > 0.2 {
 		bps := float64(ev.Done) / el
@@ -55,8 +67,11 @@ func (b *progressBar) update(ev genvm.Event) {
 			rate += " ETA " + eta.Round(time.Second).String()
 		}
 	}
-	line := fmt.Sprintf("%s %s [%s] %5.1f%% %s/%s %s", ev.Stage, ev.Image, bar, pct,
-		size.Format(ev.Done), size.Format(ev.Total), rate)
+	return rate
+}
+
+// draw replaces the current line with line.
+func (b *progressBar) draw(line string) {
 	pad := ""
 	if n := b.lastLen - len(line); n > 0 {
 		pad = fmt.Sprintf("%*s", n, "")

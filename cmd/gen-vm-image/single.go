@@ -11,7 +11,7 @@ import (
 
 var singleOptions = []option{
 	{names: []string{"-i", "--input"}, dest: "input", metavar: "SINGLE_INPUT",
-		help: "The path or url to the input image that the generated image should be based on."},
+		help: "The path or url to the input image that the generated image should be based on.\nA url (http or https) is downloaded into the cache, verified while it\ndownloads, and decompressed if it is .xz, .gz, .bz2 or .zst."},
 	{names: []string{"-if", "--input-format"}, dest: "input_format", metavar: "SINGLE_INPUT_FORMAT",
 		help: "The format of the input image. Detected from the content if not provided;\nif provided, it must agree with the content."},
 	{names: []string{"-ict", "--input-checksum-type"}, dest: "checksum_type", metavar: "SINGLE_INPUT_CHECKSUM_TYPE",
@@ -22,6 +22,14 @@ var singleOptions = []option{
 		help: "The buffer size that is used to read the input image when calculating the\nchecksum value. (default: 65536)"},
 	{names: []string{"-icrb", "--input-checksum-read-bytes"}, dest: "checksum_read_bytes", metavar: "SINGLE_INPUT_CHECKSUM_READ_BYTES",
 		help: "The amount of bytes that should be read from the input image to be used to\ncalculate the expected checksum value. (default: the whole file)"},
+	{names: []string{"--input-checksum-file"}, dest: "checksum_file", metavar: "URL_OR_PATH",
+		help: "A checksum file (SHA256SUMS, CHECKSUM: GNU \"HEX  NAME\" or BSD\n\"SHA256 (NAME) = HEX\" lines) that lists the input's checksum under its file\nname; instead of -ic. -ict, when given, picks the algorithm."},
+	{names: []string{"--input-checksum-signature"}, dest: "checksum_signature", metavar: "URL_OR_PATH",
+		help: "A detached OpenPGP signature (.gpg, .sig, .asc) of the checksum file."},
+	{names: []string{"--input-checksum-key"}, dest: "checksum_key", metavar: "PATH_OR_URL",
+		help: "The OpenPGP public key that must have signed the checksum file (with\n--input-checksum-signature, or a clear-signed checksum file without it)."},
+	{names: []string{"--cache-dir"}, dest: "cache_dir", metavar: "DIR",
+		help: "Where downloads are cached. (default: $GVI_CACHE_DIR, else\n$XDG_CACHE_HOME/gen-vm-image or ~/.cache/gen-vm-image)"},
 	{names: []string{"-od", "--output-directory"}, dest: "output_directory", metavar: "SINGLE_OUTPUT_DIRECTORY",
 		help: "The path to the output directory where the image will be saved.\n(default: generated-images)"},
 	{names: []string{"-of", "--output-format"}, dest: "output_format", metavar: "SINGLE_OUTPUT_FORMAT",
@@ -43,10 +51,10 @@ func singleUsage() string {
 func singleHelp() string {
 	return singleUsage() + `
 Generate a single Virtual Machine Image: a blank image of SIZE, or one based
-on an input image (a local file) that is verified against a checksum,
-converted to the output format and resized to SIZE. The image is written to
-OUTPUT_DIRECTORY/NAME[-VERSION].FORMAT under a temporary name and renamed into
-place only when complete and checked.
+on an input image (a local file, or a URL downloaded once into the cache) that
+is verified against a checksum, converted to the output format and resized to
+SIZE. The image is written to OUTPUT_DIRECTORY/NAME[-VERSION].FORMAT under a
+temporary name and renamed into place only when complete and checked.
 
 positional arguments:
   name                  The name of the image that will be generated.
@@ -84,6 +92,7 @@ func runSingle(ctx context.Context, e env, args []string) int {
 		OutputDirectory: p.values["output_directory"],
 		Overwrite:       p.switches["overwrite"],
 		AllowShrink:     p.switches["allow_shrink"],
+		CacheDir:        p.values["cache_dir"],
 	}
 	verbose := p.switches["verbose"]
 	if in := p.values["input"]; in != "" {
@@ -93,8 +102,10 @@ func runSingle(ctx context.Context, e env, args []string) int {
 		} else {
 			spec.Input.Path = in
 		}
-		if p.values["checksum"] != "" || p.values["checksum_type"] != "" {
-			c := &genvm.Checksum{Type: p.values["checksum_type"], Value: p.values["checksum"]}
+		if p.values["checksum"] != "" || p.values["checksum_type"] != "" || p.values["checksum_file"] != "" ||
+			p.values["checksum_signature"] != "" || p.values["checksum_key"] != "" {
+			c := &genvm.Checksum{Type: p.values["checksum_type"], Value: p.values["checksum"], File: p.values["checksum_file"],
+				Signature: p.values["checksum_signature"], Key: p.values["checksum_key"]}
 			if c.BufferSize, err = intOption(p, "checksum_buffer_size", "-icbs/--input-checksum-buffer-size"); err != nil {
 				return respond(e, genvm.NewResponse("", nil, verbose, err))
 			}
