@@ -33,7 +33,8 @@ type download struct {
 	hash               hash.Hash // nil without want
 	hw                 io.Writer // hash, fed only the first ReadBytes bytes
 	sink               *sink
-	saved              int64 // written when the state was last saved
+	consumer           *consumer // feeds hw and sink off the download's goroutine
+	saved              int64     // written when the state was last saved
 	buf                []byte
 	attempts           int
 	started            time.Time
@@ -48,7 +49,12 @@ func (d *download) run(ctx context.Context, first *reply) (err error) {
 		}
 		return err
 	}
+	d.consumer = startConsumer(func(p []byte) {
+		d.hw.Write(p)
+		d.sink.write(p)
+	})
 	defer func() {
+		d.consumer.stop()
 		if err != nil {
 			// A decompressed copy is rebuilt from the kept bytes on resume.
 			d.sink.abort()
@@ -208,6 +214,7 @@ func (d *download) restoreHash(state []byte, covered int64) bool {
 // saveState records how far the partial file got, with the hash state
 // where the hash can save it, so that the next attempt or run resumes.
 func (d *download) saveState() {
+	d.consumer.sync()
 	d.saved = d.written
 	if d.written == 0 {
 		os.Remove(d.e.state())
@@ -224,6 +231,7 @@ func (d *download) saveState() {
 
 // reset starts the download over from byte 0.
 func (d *download) reset() error {
+	d.consumer.sync()
 	d.sink.abort()
 	d.sink = newSink(d.e.imagePartial())
 	if err := d.file.Truncate(0); err != nil {
@@ -378,15 +386,18 @@ func (d *download) copyBody(ctx context.Context, r *reply) error {
 	timer := time.AfterFunc(idle, func() { r.cancel(ErrIdleTimeout) })
 	defer timer.Stop()
 	for {
-		n, err := r.resp.Body.Read(d.buf)
+		buf := d.consumer.buffer()
+		n, err := r.resp.Body.Read(buf)
 		if n > 0 {
 			timer.Reset(idle)
-			if werr := d.write(d.buf[:n]); werr != nil {
+			if werr := d.write(buf[:n]); werr != nil {
 				return werr
 			}
 			if d.o.progress != nil {
 				d.o.progress(Progress{URL: d.e.url, Done: d.written, Total: d.total})
 			}
+		} else {
+			d.consumer.release(buf)
 		}
 		if errors.Is(err, io.EOF) {
 			break
@@ -411,13 +422,15 @@ func (d *download) copyBody(ctx context.Context, r *reply) error {
 	return nil
 }
 
+// write puts p, a buffer from the consumer, in the partial file and hands
+// it on to be hashed and decompressed.
 func (d *download) write(p []byte) error {
 	if _, err := d.file.WriteAt(p, d.written); err != nil {
+		d.consumer.release(p)
 		d.file.Truncate(d.written)
 		return newError(KindCache, d.e.url, err, "Failed to write the download of %s to the cache: %v", d.e.url, err)
 	}
-	d.hw.Write(p)
-	d.sink.write(p)
+	d.consumer.submit(p)
 	d.written += int64(len(p))
 	if d.written-d.saved >= d.o.checkpoint {
 		d.saveState()
@@ -429,6 +442,7 @@ func (d *download) write(p []byte) error {
 // removed, never kept as a verified copy nor resumed from.
 func (d *download) complete() error {
 	u := d.e.url
+	d.consumer.sync()
 	digest := ""
 	if d.want != nil {
 		digest = hex.EncodeToString(d.hash.Sum(nil))
@@ -488,4 +502,61 @@ func (d *download) discard() {
 	d.file.Close()
 	d.e.removePartial()
 	d.written = 0
+}
+
+// consumer runs the hash and the decompressor in a goroutine of its own, so
+// that receiving, writing and hashing overlap: the download's goroutine
+// takes a buffer, fills it from the network, writes it to the file and
+// submits it; the consumer feeds it to fn and frees it. sync waits until
+// everything submitted has been consumed: the hash and the sink may be
+// looked at or replaced only then.
+type consumer struct {
+	work chan consumerItem
+	free chan []byte
+	fn   func([]byte)
+}
+
+type consumerItem struct {
+	buf []byte
+	ack chan struct{} // a sync request when not nil
+}
+
+// consumerBuffers is how many chunkSize buffers are in flight.
+const consumerBuffers = 4
+
+func startConsumer(fn func([]byte)) *consumer {
+	c := &consumer{work: make(chan consumerItem, consumerBuffers), free: make(chan []byte, consumerBuffers), fn: fn}
+	for range consumerBuffers {
+		c.free <- make([]byte, chunkSize)
+	}
+	go func() {
+		for it := range c.work {
+			if it.ack != nil {
+				close(it.ack)
+				continue
+			}
+			c.fn(it.buf)
+			c.free <- it.buf[:cap(it.buf)]
+		}
+	}()
+	return c
+}
+
+func (c *consumer) buffer() []byte   { return <-c.free }
+func (c *consumer) release(b []byte) { c.free <- b[:cap(b)] }
+func (c *consumer) submit(b []byte)  { c.work <- consumerItem{buf: b} }
+
+func (c *consumer) sync() {
+	if c == nil { // not started yet: nothing in flight
+		return
+	}
+	ack := make(chan struct{})
+	c.work <- consumerItem{ack: ack}
+	<-ack
+}
+
+// stop waits for the work in flight and ends the goroutine.
+func (c *consumer) stop() {
+	c.sync()
+	close(c.work)
 }
