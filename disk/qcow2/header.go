@@ -250,11 +250,13 @@ func ParseHeader(buf []byte, fileSize int64) (*Header, error) {
 		if h.BackingFileSize > MaxBackingNameLength {
 			return nil, formatErr("backing file name of %d bytes exceeds %d", h.BackingFileSize, MaxBackingNameLength)
 		}
-		end := h.BackingFileOffset + uint64(h.BackingFileSize)
-		if end > uint64(cs) || end > uint64(len(buf)) {
+		// Compared without adding first: a hostile offset near 2^64 must
+		// not wrap around.
+		limit := uint64(min(cs, int64(len(buf))))
+		if h.BackingFileOffset > limit || uint64(h.BackingFileSize) > limit-h.BackingFileOffset {
 			return nil, formatErr("backing file name at %#x+%d lies outside the first cluster", h.BackingFileOffset, h.BackingFileSize)
 		}
-		h.BackingFile = string(buf[h.BackingFileOffset:end])
+		h.BackingFile = string(buf[h.BackingFileOffset : h.BackingFileOffset+uint64(h.BackingFileSize)])
 	}
 	return h, nil
 }
@@ -281,7 +283,7 @@ func (h *Header) parseExtensions(buf []byte, clusterSize int64) error {
 	be := binary.BigEndian
 	off := int64(h.HeaderLength)
 	limit := min(int64(len(buf)), clusterSize)
-	if h.BackingFileOffset != 0 && int64(h.BackingFileOffset) < limit {
+	if h.BackingFileOffset != 0 && h.BackingFileOffset < uint64(limit) {
 		limit = int64(h.BackingFileOffset)
 	}
 	for off+8 <= limit {
