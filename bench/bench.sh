@@ -3,13 +3,17 @@
 # prints medians, ratios (ours / qemu-img's wall time; below 1 is faster) and
 # peak RSS. Not a test: machines are noisy, so nothing here asserts a time.
 #
-#   bench/bench.sh [RUNS]          (default 5 runs per case)
+#   bench/bench.sh [RUNS [CASE...]]   (default 5 runs of every case)
 #
-# Needs qemu-img, mkfs.ext4 and GNU time. Work files go to $BENCH_DIR
+# Needs qemu-img, mkfs.ext4, curl and GNU time. Work files go to $BENCH_DIR
 # (default /tmp/gvi-bench): a 4 GiB ext4 file system filled from /usr/share
-# (sparse raw), and that image as a zlib-compressed qcow2.
+# (sparse raw), and that image as a zlib-compressed qcow2. The download case
+# serves the qcow2 from a loopback HTTP server (bench/httpserve) and times
+# the whole job: download, verify, convert, resize to 10G, check.
 set -euo pipefail
 RUNS=${1:-5}
+shift || true
+ONLY=" $* "
 DIR=${BENCH_DIR:-/tmp/gvi-bench}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 mkdir -p "$DIR"
@@ -29,6 +33,20 @@ if [ ! -f "$ZQCOW" ]; then
   qemu-img convert -c -O qcow2 "$RAW" "$ZQCOW.tmp"
   mv "$ZQCOW.tmp" "$ZQCOW"
 fi
+ZSUM_FILE="$DIR/fs-zlib.qcow2.sha256"
+if [ ! -f "$ZSUM_FILE" ] || [ "$ZSUM_FILE" -ot "$ZQCOW" ]; then
+  sha256sum "$ZQCOW" | cut -d' ' -f1 >"$ZSUM_FILE"
+fi
+ZSUM=$(cat "$ZSUM_FILE")
+
+# A loopback web server for the download case.
+(cd "$ROOT" && go build -o "$DIR/httpserve" ./bench/httpserve)
+"$DIR/httpserve" -dir "$DIR" >"$DIR/httpserve.addr" 2>"$DIR/httpserve.err" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -s "$DIR/httpserve.addr" ] && break; sleep 0.1; done
+URL="http://$(cat "$DIR/httpserve.addr")/$(basename "$ZQCOW")"
+
 echo "inputs: $(du -h --apparent-size "$RAW" | cut -f1) raw ($(du -h "$RAW" | cut -f1) allocated), $(du -h "$ZQCOW" | cut -f1) zlib qcow2; $(nproc) cores" >&2
 
 OUT="$DIR/out"
@@ -42,22 +60,32 @@ measure() {
 }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
+# The reference flows take their inputs from the environment ($IN; $URL_IN
+# and $SUM_IN), since the case strings below are split on white space.
 qemu_job() { # the reference flow for `single -i`: convert, resize, amend, check
-  qemu-img convert -O qcow2 "$1" "$OUT/job.qcow2" && qemu-img resize -q "$OUT/job.qcow2" 10G &&
+  qemu-img convert -O qcow2 "$IN" "$OUT/job.qcow2" && qemu-img resize -q "$OUT/job.qcow2" 10G &&
     qemu-img amend -q -f qcow2 -o compat=v3 "$OUT/job.qcow2" && qemu-img check -q "$OUT/job.qcow2"
 }
-export -f qemu_job; export OUT
+qemu_download_job() { # the reference flow for `single -i URL -ict sha256 -ic HEX`: download, then hash, then the rest
+  curl -fsS -o "$OUT/download.qcow2" "$URL_IN" && echo "$SUM_IN  $OUT/download.qcow2" | sha256sum -c --quiet - &&
+    IN="$OUT/download.qcow2" qemu_job
+}
+export -f qemu_job qemu_download_job; export OUT
 
 CASES=(
   "zqcow2-to-qcow2|$BIN convert -O qcow2 $ZQCOW $OUT/o.qcow2|qemu-img convert -O qcow2 $ZQCOW $OUT/o.qcow2"
   "zqcow2-to-raw|$BIN convert -O raw $ZQCOW $OUT/o.raw|qemu-img convert -O raw $ZQCOW $OUT/o.raw"
   "raw-to-qcow2|$BIN convert -O qcow2 $RAW $OUT/o.qcow2|qemu-img convert -O qcow2 $RAW $OUT/o.qcow2"
-  "single-job|$BIN single job 10G -i $ZQCOW -od $OUT|bash -c qemu_job\ $ZQCOW"
+  "single-job|$BIN single job 10G -i $ZQCOW -od $OUT|env IN=$ZQCOW bash -c qemu_job"
+  # The cache is in $OUT, which every run starts without: always a download.
+  "download-job|$BIN single job 10G -i $URL -ict sha256 -ic $ZSUM -od $OUT --cache-dir $OUT/cache|env URL_IN=$URL SUM_IN=$ZSUM bash -c qemu_download_job"
 )
+selected() { [ "$ONLY" = "  " ] || [[ $ONLY == *" $1 "* ]]; }
 rm -f "$DIR"/*.times
 for ((i = 1; i <= RUNS; i++)); do
   for c in "${CASES[@]}"; do
     IFS='|' read -r name ours theirs <<<"$c"
+    selected "$name" || continue
     # shellcheck disable=SC2086
     measure "$name.ours" $ours
     # shellcheck disable=SC2086
@@ -68,6 +96,7 @@ done
 printf "%-16s %10s %10s %8s %12s %12s\n" case ours_s qemu_s ratio ours_rss qemu_rss
 for c in "${CASES[@]}"; do
   IFS='|' read -r name _ _ <<<"$c"
+  selected "$name" || continue
   o=$(cut -d' ' -f1 "$DIR/$name.ours.times" | median)
   q=$(cut -d' ' -f1 "$DIR/$name.qemu.times" | median)
   orss=$(cut -d' ' -f2 "$DIR/$name.ours.times" | sort -n | tail -1)
