@@ -5,10 +5,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io/fs"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -111,6 +117,165 @@ func TestSignalDuringConversion(t *testing.T) {
 			t.Logf("exit %d: %s", ee.ExitCode(), strings.TrimSpace(stderr.String()))
 		})
 	}
+}
+
+// trickleServer serves files; while slow is set, it sends /big.raw (when
+// asked for all of it) a little at a time, so that a download can be
+// interrupted half way. It counts Range requests: resumed downloads.
+type trickleServer struct {
+	*httptest.Server
+	slow   atomic.Bool
+	ranges atomic.Int32
+}
+
+func newTrickleServer(t *testing.T, files map[string][]byte) *trickleServer {
+	s := &trickleServer{}
+	s.slow.Store(true)
+	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, ok := files[r.URL.Path]
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("ETag", `"v1-`+strconv.Itoa(len(data))+`"`)
+		if r.Header.Get("Range") != "" {
+			s.ranges.Add(1)
+		}
+		if r.URL.Path == "/big.raw" && s.slow.Load() && r.Header.Get("Range") == "" {
+			w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+			for off := 0; off < len(data); off += 256 << 10 {
+				if _, err := w.Write(data[off:min(off+256<<10, len(data))]); err != nil {
+					return
+				}
+				w.(http.Flusher).Flush()
+				select {
+				case <-r.Context().Done():
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+			return
+		}
+		http.ServeContent(w, r, r.URL.Path, time.Unix(1.7e9, 0), bytes.NewReader(data))
+	}))
+	t.Cleanup(s.Close)
+	return s
+}
+
+// snapshot maps every file under dir to its content.
+func snapshot(t *testing.T, dir string) map[string][]byte {
+	t.Helper()
+	files := map[string][]byte{}
+	filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			files[path] = b
+		}
+		return nil
+	})
+	return files
+}
+
+// TestSignalDuringDownload interrupts `single -i URL --overwrite` while the
+// input downloads, with SIGINT and SIGTERM: the run fails saying so, no
+// temporary file is left in the output directory, the existing image and
+// the cached download of another URL are untouched, and the cache holds
+// the received bytes only under partial names (never as a complete
+// download). The next run resumes from them and makes the right image.
+func TestSignalDuringDownload(t *testing.T) {
+	big := make([]byte, 32<<20)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range big {
+		big[i] = byte(rng.Uint32()) | 1 // never all zeros, never a format's magic
+	}
+	copy(big, "not an image header")
+	other := bytes.Repeat([]byte("other image "), 1<<16)
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+		t.Run(sig.String(), func(t *testing.T) {
+			srv := newTrickleServer(t, map[string][]byte{"/big.raw": big, "/other.raw": other})
+			dir := t.TempDir()
+			cache := filepath.Join(dir, "cache")
+			if r := gvi(t, dir, "single", "other", "1M", "-of", "raw", "-i", srv.URL+"/other.raw", "--cache-dir", cache); r.code != 0 {
+				t.Fatalf("downloading the other image: %s", r.stderr)
+			}
+			cached := snapshot(t, cache)
+			if r := gvi(t, dir, "single", "keep", "1M", "-of", "raw"); r.code != 0 {
+				t.Fatal(r.stderr)
+			}
+			out := filepath.Join(dir, "generated-images")
+			target := filepath.Join(out, "keep.raw")
+			before, _ := os.ReadFile(target)
+
+			cmd := exec.Command(binary, "single", "keep", "32M", "-of", "raw", "-i", srv.URL+"/big.raw", "--cache-dir", cache, "--overwrite")
+			cmd.Dir = dir
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(20 * time.Second)
+			for !partialStarted(cache) {
+				if time.Now().After(deadline) {
+					cmd.Process.Kill()
+					t.Fatalf("the download never started\n%s", stderr.String())
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+			if err := cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() <= 0 || !strings.Contains(stderr.String(), "Interrupted") {
+				t.Fatalf("exit %v; want a failure that says it was interrupted\n%s", err, stderr.String())
+			}
+			t.Logf("exit %d: %s", ee.ExitCode(), strings.TrimSpace(stderr.String()))
+			assertNoTempFiles(t, out)
+			assertUntouched(t, target, before)
+			after := snapshot(t, cache)
+			for path, b := range cached {
+				if !bytes.Equal(after[path], b) {
+					t.Errorf("the cached %s was changed or removed", path)
+				}
+			}
+			for path := range after {
+				if _, old := cached[path]; !old && !strings.HasSuffix(path, ".partial") && !strings.HasSuffix(path, ".partial.json") && !strings.HasSuffix(path, ".lock") {
+					t.Errorf("the interrupted download left %s, which is not a partial file", path)
+				}
+			}
+
+			// The next run resumes and makes the right image.
+			srv.slow.Store(false)
+			if r := gvi(t, dir, "single", "keep", "32M", "-of", "raw", "-i", srv.URL+"/big.raw", "--cache-dir", cache, "--overwrite"); r.code != 0 {
+				t.Fatalf("the run after the interruption: exit %d\n%s", r.code, r.stderr)
+			}
+			got, _ := os.ReadFile(target)
+			if !bytes.Equal(got, big) {
+				t.Fatal("the image made after the interruption differs from the download")
+			}
+			if srv.ranges.Load() == 0 {
+				t.Error("the second run downloaded everything again instead of resuming")
+			}
+		})
+	}
+}
+
+// partialStarted reports whether a partial download with data exists
+// under the cache directory.
+func partialStarted(cache string) bool {
+	found := false
+	filepath.WalkDir(cache, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(path, ".partial") {
+			if fi, err := d.Info(); err == nil && fi.Size() > 0 {
+				found = true
+			}
+		}
+		return nil
+	})
+	return found
 }
 
 func hasTempFile(dir string) bool {
