@@ -9,6 +9,7 @@ import (
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/inspect"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 )
 
@@ -220,6 +221,12 @@ func runInfo(ctx context.Context, e env, args []string) int {
 	}
 	if q.DirtyFlag {
 		fmt.Fprintln(e.stdout, "dirty flag: yes")
+	}
+	// Whether single/convert would take it as an input (SECURITY.md).
+	if _, err := inspect.Inspect(f, "", inspect.Policy{}); err != nil {
+		fmt.Fprintf(e.stdout, "as an input: refused: %v\n", err)
+	} else {
+		fmt.Fprintln(e.stdout, "as an input: accepted by inspection")
 	}
 	return 0
 }
