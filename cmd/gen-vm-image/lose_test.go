@@ -423,3 +423,35 @@ func TestNamesThatEscape(t *testing.T) {
 		t.Error("an image escaped the output directory")
 	}
 }
+
+// TestOverwriteDoesNotWriteThroughSymlinks: an output path that is a
+// symbolic link (planted by someone who can write the output directory) is
+// kept without --overwrite and replaced, not written through, with it; the
+// file it points at is never touched.
+func TestOverwriteDoesNotWriteThroughSymlinks(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "generated-images")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	victim := filepath.Join(dir, "victim")
+	if err := os.WriteFile(victim, []byte("precious"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(out, "img.qcow2")
+	if err := os.Symlink(victim, link); err != nil {
+		t.Fatal(err)
+	}
+	if r := gvi(t, dir, "single", "img", "1M"); r.code != 0 {
+		t.Fatalf("without --overwrite: exit %d %s", r.code, r.stderr)
+	}
+	assertUntouched(t, victim, []byte("precious"))
+	if r := gvi(t, dir, "single", "img", "1M", "--overwrite"); r.code != 0 {
+		t.Fatalf("with --overwrite: exit %d %s", r.code, r.stderr)
+	}
+	assertUntouched(t, victim, []byte("precious"))
+	if fi, err := os.Lstat(link); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("the link was not replaced by the image: %v %v", fi, err)
+	}
+	assertNoTempFiles(t, out)
+}
