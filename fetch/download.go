@@ -159,7 +159,8 @@ func (d *download) takeUp(ctx context.Context, kept, hashed int64) error {
 	}
 	for off := from; off < kept; {
 		if err := ctx.Err(); err != nil {
-			return d.interrupted(err)
+			// The partial file and its state stay as they are, for next time.
+			return newError(KindDownload, d.e.url, errors.Join(ErrInterrupted, err), "Interrupted while resuming the download of %s", d.e.url)
 		}
 		n, err := d.file.ReadAt(d.buf[:min(int64(len(d.buf)), kept-off)], off)
 		if n > 0 {
