@@ -129,8 +129,13 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > w.size {
 		return 0, fmt.Errorf("raw: write of %d bytes at %d beyond the virtual size %d", len(p), off, w.size)
 	}
+	disk.Preallocate(w.f, off, int64(len(p)))
 	return w.f.WriteAt(p, off)
 }
+
+// ConcurrentWriteAt reports that WriteAt may run from several goroutines:
+// each call is one pwrite to its own range.
+func (w *Writer) ConcurrentWriteAt() bool { return true }
 
 // Resize truncates or extends the file.
 func (w *Writer) Resize(size int64, allowShrink bool) error {
