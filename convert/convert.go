@@ -59,7 +59,7 @@ type chunk struct {
 	// written and skipped are filled by a worker that wrote the chunk
 	// itself (a ConcurrentWriter destination).
 	written, skipped int64
-	done   chan struct{}
+	done             chan struct{}
 	// zeroOnly: nothing to read; only advances progress to off+n.
 	zeroOnly bool
 }
