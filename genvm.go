@@ -231,6 +231,10 @@ func validateSpec(spec Spec, format string) (int64, error) {
 	return n, nil
 }
 
+// imageMode is the permission of the images we write: what qemu-img's 0666
+// gives under the usual umask 022 (Chmod does not apply the umask).
+const imageMode = 0o644
+
 // checkWritable refuses output formats we cannot write, naming those we can.
 func checkWritable(format string) error {
 	if f, ok := disk.Lookup(format); !ok || f.Create == nil {
@@ -258,6 +262,11 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 			os.Remove(tmp.Name())
 		}
 	}()
+	// CreateTemp makes the file private (0600); an image is an ordinary
+	// file, readable as qemu-img's are (hypervisors often run as another user).
+	if err := tmp.Chmod(imageMode); err != nil {
+		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+	}
 
 	w, err := f.Create(tmp, virtualSize, disk.CreateOptions{})
 	if err != nil {

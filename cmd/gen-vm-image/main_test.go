@@ -141,6 +141,9 @@ func TestSeedBasicExample(t *testing.T) {
 	if st.Size() > 1<<20 {
 		t.Errorf("a blank 20G qcow2 takes %d bytes", st.Size())
 	}
+	if st.Mode().Perm() != 0o644 {
+		t.Errorf("image mode %v, want -rw-r--r-- as qemu-img makes them", st.Mode().Perm())
+	}
 	assertNoTempFiles(t, filepath.Join(dir, "generated-images"))
 }
 
