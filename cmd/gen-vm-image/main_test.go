@@ -39,18 +39,7 @@ type runResult struct {
 // gvi runs the binary in dir with args.
 func gvi(t *testing.T, dir string, args ...string) runResult {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
-	cmd.Dir = dir
-	var out, errOut strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errOut
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatal(err)
-	}
-	return runResult{out.String(), errOut.String(), code}
+	return gviEnv(t, dir, nil, args...)
 }
 
 type response struct {
