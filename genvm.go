@@ -22,6 +22,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ucphhpc/gen-vm-image-go/arch"
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
 	"github.com/ucphhpc/gen-vm-image-go/convert"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
@@ -176,10 +177,10 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 // validateSpec checks what can be checked before touching any file and
 // returns the virtual size in bytes.
 func validateSpec(spec Spec, format string) (int64, error) {
-	if err := checkFileComponent("name", spec.Name); err != nil {
+	if err := arch.CheckFileComponent("name", spec.Name); err != nil {
 		return 0, newError(CodeInvalidAttribute, err, "Invalid image name: %v", err)
 	}
-	if err := checkFileComponent("version", spec.Version); err != nil {
+	if err := arch.CheckFileComponent("version", spec.Version); err != nil {
 		return 0, newError(CodeInvalidAttribute, err, "Invalid image version: %v", err)
 	}
 	if spec.Size == "" {

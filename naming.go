@@ -3,7 +3,6 @@ package genvm
 import (
 	"fmt"
 	"path/filepath"
-	"strings"
 )
 
 // DefaultOutputDirectory is where images go when no directory is given.
@@ -27,22 +26,4 @@ func OutputPath(dir, name, version, format string) string {
 		dir = DefaultOutputDirectory
 	}
 	return filepath.Join(dir, OutputName(name, version, format))
-}
-
-// checkFileComponent refuses names and versions that would put the image
-// outside the output directory or hide it there.
-func checkFileComponent(what, s string) error {
-	switch {
-	case s == "" && what == "name":
-		return fmt.Errorf("the image name is empty")
-	case strings.ContainsAny(s, "/\\"):
-		return fmt.Errorf("the image %s %q contains a path separator; it must be a plain file name", what, s)
-	case strings.ContainsRune(s, 0):
-		return fmt.Errorf("the image %s %q contains a NUL byte", what, s)
-	case what == "name" && strings.HasPrefix(s, "."):
-		return fmt.Errorf("the image name %q starts with a dot; it would be hidden or escape the output directory", s)
-	case s == "..":
-		return fmt.Errorf("the image %s %q would escape the output directory", what, s)
-	}
-	return nil
 }

@@ -191,12 +191,8 @@ func (p *parser) image(e entry) (Image, bool) {
 				p.fileComponent(f.value, fpath, "version", s)
 			}
 		case "format":
-			if isNull(deref(f.value)) {
-				continue
-			}
-			if s, ok := p.str(f.value, fpath); ok {
+			if s, ok := p.optionalFormat(f, fpath); ok {
 				img.Format = s
-				p.format(f.value, fpath, s)
 			}
 		case "input":
 			img.Input = p.input(f, fpath)
@@ -244,12 +240,8 @@ func (p *parser) input(e entry, path string) *Input {
 				in.URL = in.URLs[0]
 			}
 		case "format":
-			if isNull(deref(f.value)) {
-				continue
-			}
-			if s, ok := p.str(f.value, fpath); ok {
+			if s, ok := p.optionalFormat(f, fpath); ok {
 				in.Format = s
-				p.format(f.value, fpath, s)
 			}
 		case "checksum":
 			in.Checksum = p.checksum(f, fpath)
@@ -436,18 +428,45 @@ func (p *parser) str(n *yaml.Node, path string) (string, bool) {
 // fileComponent refuses names and versions that would put the image outside
 // the output directory, hide it there, or make an unreadable file name.
 func (p *parser) fileComponent(n *yaml.Node, path, what, s string) {
+	if err := CheckFileComponent(what, s); err != nil {
+		kind := Invalid
+		if s == "" {
+			kind = Missing
+		}
+		p.problem(n, kind, path, "%v", err)
+	}
+}
+
+// CheckFileComponent refuses an image name, version or format that would
+// put the output file outside its directory or hide it there. The CLI and
+// the JSON request use it too, so that a name gets the same verdict however
+// it is given.
+func CheckFileComponent(what, s string) error {
 	switch {
 	case s == "" && what == "name":
-		p.problem(n, Missing, path, "is empty")
+		return errors.New("is empty")
 	case strings.ContainsAny(s, `/\`):
-		p.invalid(n, path, "%q contains a path separator; the %s must be a plain file name part", s, what)
+		return fmt.Errorf("%q contains a path separator; the %s must be a plain file name part", s, what)
 	case strings.Contains(s, ".."):
-		p.invalid(n, path, "%q contains \"..\", which could escape the output directory", s)
+		return fmt.Errorf("%q contains \"..\", which could escape the output directory", s)
 	case what == "name" && strings.HasPrefix(s, "."):
-		p.invalid(n, path, "%q starts with a dot; the image would be hidden in the output directory", s)
+		return fmt.Errorf("%q starts with a dot; the image would be hidden in the output directory", s)
 	case strings.IndexFunc(s, unicode.IsControl) >= 0:
-		p.invalid(n, path, "%q contains a control character (NUL, newline, ...)", s)
+		return fmt.Errorf("%q contains a control character (NUL, newline, ...)", s)
 	}
+	return nil
+}
+
+// optionalFormat reads a format key that may be null (meaning the default).
+func (p *parser) optionalFormat(f entry, path string) (string, bool) {
+	if isNull(deref(f.value)) {
+		return "", false
+	}
+	s, ok := p.str(f.value, path)
+	if ok {
+		p.format(f.value, path, s)
+	}
+	return s, ok
 }
 
 func (p *parser) format(n *yaml.Node, path, s string) {
