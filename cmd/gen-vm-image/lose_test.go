@@ -86,25 +86,9 @@ func TestSignalDuringConversion(t *testing.T) {
 			cmd := exec.Command(binary, "single", "keep", "2G", "-i", in, "--overwrite")
 			cmd.Dir = dir
 			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
 			// Signal as soon as the conversion has begun: its temporary
 			// file exists.
-			deadline := time.Now().Add(20 * time.Second)
-			for !hasTempFile(out) {
-				if time.Now().After(deadline) {
-					cmd.Process.Kill()
-					t.Fatal("the conversion never started")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			time.Sleep(50 * time.Millisecond)
-			if err := cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
-			err := cmd.Wait()
+			err := interruptWhen(t, cmd, &stderr, func() bool { return hasTempFile(out) }, "the conversion", 50*time.Millisecond, sig)
 			ee, ok := err.(*exec.ExitError)
 			if !ok || ee.ExitCode() <= 0 {
 				t.Fatalf("exit %v; want a failure exit code (the run was interrupted, not killed)\n%s", err, stderr.String())
@@ -212,22 +196,7 @@ func TestSignalDuringDownload(t *testing.T) {
 			cmd := exec.Command(binary, "single", "keep", "32M", "-of", "raw", "-i", srv.URL+"/big.raw", "--cache-dir", cache, "--overwrite")
 			cmd.Dir = dir
 			var stderr bytes.Buffer
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			deadline := time.Now().Add(20 * time.Second)
-			for !partialStarted(cache) {
-				if time.Now().After(deadline) {
-					cmd.Process.Kill()
-					t.Fatalf("the download never started\n%s", stderr.String())
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
-			if err := cmd.Process.Signal(sig); err != nil {
-				t.Fatal(err)
-			}
-			err := cmd.Wait()
+			err := interruptWhen(t, cmd, &stderr, func() bool { return partialStarted(cache) }, "the download", 0, sig)
 			ee, ok := err.(*exec.ExitError)
 			if !ok || ee.ExitCode() <= 0 || !strings.Contains(stderr.String(), "Interrupted") {
 				t.Fatalf("exit %v; want a failure that says it was interrupted\n%s", err, stderr.String())
@@ -454,4 +423,28 @@ func TestOverwriteDoesNotWriteThroughSymlinks(t *testing.T) {
 		t.Fatalf("the link was not replaced by the image: %v %v", fi, err)
 	}
 	assertNoTempFiles(t, out)
+}
+
+// interruptWhen starts cmd, waits (20 s at most) until ready reports that
+// the work has begun, lets it run for settle, sends sig and returns what
+// Wait returns.
+func interruptWhen(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer, ready func() bool, what string, settle time.Duration, sig os.Signal) error {
+	t.Helper()
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !ready() {
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatalf("%s never started\n%s", what, stderr.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	time.Sleep(settle)
+	if err := cmd.Process.Signal(sig); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Wait()
 }
