@@ -274,13 +274,16 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	if src != nil {
+		wb := startWriteBehind(tmp)
 		stats, err := convert.Copy(ctx, w, src.image, convert.Options{
 			Length:    virtualSize,
 			ZeroBlock: zeroBlockFor(format),
 			Progress: func(p convert.Progress) {
+				wb.progress(p.Done)
 				o.emit(Event{Image: base, Stage: "convert", Done: p.Done, Total: p.Total})
 			},
 		})
+		wb.stop()
 		if err != nil {
 			w.Close()
 			if ctx.Err() != nil {
