@@ -283,6 +283,109 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 	const litMask, litSubMask = 1<<rdLitBits - 1, 1<<rdLitSubBits - 1
 	const distMask, distSubMask = 1<<rdDistBits - 1, 1<<rdDistSubBits - 1
 	in, pos, buf, n := br.in, br.pos, br.buf, br.n
+
+	// The fast loop runs while neither the input nor the output can run
+	// out during one iteration: 8 bytes of input to load, and room for the
+	// longest match plus an 8-byte overcopy. It refills without a test,
+	// then decodes up to three literals from those bits (first-level
+	// literal codes are at most rdLitBits long) before it refills again.
+	outFast := len(dst) - (258 + 8)
+	for op < outFast && pos+8 <= len(in) {
+		buf |= binary.LittleEndian.Uint64(in[pos:]) << n
+		pos += int((63 - n) >> 3)
+		n |= 56 // at least 56 bits: enough for 3 literals, or a whole match
+
+		e := lit[buf&litMask]
+		if e&rdEntryLiteral != 0 {
+			buf >>= e & 0xff
+			n -= uint(e & 0xff)
+			dst[op] = byte(e >> 16)
+			op++
+			e = lit[buf&litMask]
+			if e&rdEntryLiteral == 0 {
+				continue
+			}
+			buf >>= e & 0xff
+			n -= uint(e & 0xff)
+			dst[op] = byte(e >> 16)
+			op++
+			e = lit[buf&litMask]
+			if e&rdEntryLiteral == 0 {
+				continue
+			}
+			buf >>= e & 0xff
+			n -= uint(e & 0xff)
+			dst[op] = byte(e >> 16)
+			op++
+			continue
+		}
+		saved := buf
+		if e&(rdEntrySub|rdEntryBad) != 0 {
+			if e&rdEntryBad != 0 {
+				err = errRdInflateLitCode
+				break
+			}
+			e = lit[e>>16+uint32(buf>>rdLitBits)&litSubMask]
+			if e&rdEntryBad != 0 {
+				err = errRdInflateLitCode
+				break
+			}
+		}
+		buf >>= e & 0xff
+		n -= uint(e & 0xff)
+		if e&rdEntryLiteral != 0 { // a long literal code
+			dst[op] = byte(e >> 16)
+			op++
+			continue
+		}
+		if e&rdEntryEnd != 0 {
+			br.pos, br.buf, br.n = pos, buf, n
+			return op, false, nil
+		}
+		cl := e >> 8 & 0xf
+		length := int(e>>16) + int(saved>>cl&(1<<(e&0xff-cl)-1))
+
+		saved = buf
+		e = dist[buf&distMask]
+		if e&(rdEntrySub|rdEntryBad) != 0 {
+			if e&rdEntryBad != 0 {
+				err = errRdInflateDistCode
+				break
+			}
+			e = dist[e>>16+uint32(buf>>rdDistBits)&distSubMask]
+			if e&rdEntryBad != 0 {
+				err = errRdInflateDistCode
+				break
+			}
+		}
+		buf >>= e & 0xff
+		n -= uint(e & 0xff)
+		cl = e >> 8 & 0xf
+		distance := int(e>>16) + int(saved>>cl&(1<<(e&0xff-cl)-1))
+		if distance > op {
+			err = fmt.Errorf("distance %d reaches before the start of the output (%d bytes)", distance, op)
+			break
+		}
+		// Copy the match (rdCopyMatch, inlined by hand: the hottest call).
+		from := op - distance
+		end := op + length
+		if distance >= 8 {
+			for op < end {
+				binary.LittleEndian.PutUint64(dst[op:], binary.LittleEndian.Uint64(dst[from:]))
+				op += 8
+				from += 8
+			}
+			op = end
+			continue
+		}
+		op = rdCopyMatch(dst, op, distance, length)
+	}
+	if err != nil {
+		br.pos, br.buf, br.n = pos, buf, n
+		return op, false, err
+	}
+
+	// The careful loop: near the end of the input or the output.
 	for {
 		// One symbol takes at most 15+5+15+13 = 48 bits.
 		if n < 48 {
@@ -355,33 +458,12 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 			err = fmt.Errorf("distance %d reaches before the start of the output (%d bytes)", distance, op)
 			break
 		}
-		from := op - distance
-		end := op + length
-		if end+8 <= len(dst) {
-			// Room to spare: copy whole words; up to 7 bytes past end
-			// are written and later overwritten.
-			switch {
-			case distance >= 8:
-				for op < end {
-					binary.LittleEndian.PutUint64(dst[op:], binary.LittleEndian.Uint64(dst[from:]))
-					op += 8
-					from += 8
-				}
-			case distance == 1:
-				v := uint64(dst[from]) * 0x0101010101010101
-				for op < end {
-					binary.LittleEndian.PutUint64(dst[op:], v)
-					op += 8
-				}
-			default:
-				for op < end {
-					op += copy(dst[op:end], dst[from:op])
-				}
-			}
-			op = end
+		if op+length+8 <= len(dst) {
+			op = rdCopyMatch(dst, op, distance, length)
 			continue
 		}
-		end = min(end, len(dst))
+		from := op - distance
+		end := min(op+length, len(dst))
 		for op < end {
 			op += copy(dst[op:end], dst[from:op])
 		}
@@ -392,6 +474,34 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 	}
 	br.pos, br.buf, br.n = pos, buf, n
 	return op, done, err
+}
+
+// rdCopyMatch copies a match of length bytes from distance back to op and
+// returns the new op. dst must have 8 bytes to spare after the match:
+// whole words are copied, and up to 7 bytes past it are written and later
+// overwritten.
+func rdCopyMatch(dst []byte, op, distance, length int) int {
+	from := op - distance
+	end := op + length
+	switch {
+	case distance >= 8:
+		for op < end {
+			binary.LittleEndian.PutUint64(dst[op:], binary.LittleEndian.Uint64(dst[from:]))
+			op += 8
+			from += 8
+		}
+	case distance == 1:
+		v := uint64(dst[from]) * 0x0101010101010101
+		for op < end {
+			binary.LittleEndian.PutUint64(dst[op:], v)
+			op += 8
+		}
+	default:
+		for op < end {
+			op += copy(dst[op:end], dst[from:op])
+		}
+	}
+	return end
 }
 
 // readDynamicTables reads the code lengths of a dynamic block (RFC 1951
