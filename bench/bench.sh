@@ -10,6 +10,14 @@
 # (sparse raw), and that image as a zlib-compressed qcow2. The download case
 # serves the qcow2 from a loopback HTTP server (bench/httpserve) and times
 # the whole job: download, verify, convert, resize to 10G, check.
+#
+# gen-vm-image fsyncs every image before renaming it into place (nothing
+# half-written survives a crash); qemu-img does not sync at all (its target
+# cache mode is "unsafe"). So each case is timed twice on qemu's side: as
+# qemu-img runs, and followed by `sync` of its output (the same durability
+# as ours). Both ratios are printed. Every run starts after a `sync`, so
+# that one run's write-back (and the discards of the file it deleted) does
+# not land in the next run's time.
 set -euo pipefail
 RUNS=${1:-5}
 shift || true
@@ -53,11 +61,12 @@ OUT="$DIR/out"
 # measure NAME CMD...: runs CMD once, appends "seconds maxrss_kib" to $DIR/NAME.times.
 measure() {
   local name=$1; shift
-  rm -rf "$OUT"; mkdir -p "$OUT"
+  rm -rf "$OUT"; mkdir -p "$OUT"; sync
   /usr/bin/time -f "%e %M" -o "$DIR/$name.last" "$@" >/dev/null 2>"$DIR/$name.err" || {
     echo "FAILED: $*" >&2; cat "$DIR/$name.err" >&2; exit 1; }
   cat "$DIR/$name.last" >>"$DIR/$name.times"
 }
+ratio() { echo "$1 $2" | awk '{print ($2>0)?$1/$2:0}'; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.3f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 
 # The reference flows take their inputs from the environment ($IN; $URL_IN
@@ -70,37 +79,45 @@ qemu_download_job() { # the reference flow for `single -i URL -ict sha256 -ic HE
   curl -fsS -o "$OUT/download.qcow2" "$URL_IN" && echo "$SUM_IN  $OUT/download.qcow2" | sha256sum -c --quiet - &&
     IN="$OUT/download.qcow2" qemu_job
 }
-export -f qemu_job qemu_download_job; export OUT
+durable() { # durable FILE CMD...: CMD, then make FILE durable as we do ours
+  local file=$1; shift
+  "$@" && sync "$file"
+}
+export -f qemu_job qemu_download_job durable; export OUT
 
+# name|our command|qemu-img's|the file qemu-img's writes
 CASES=(
-  "zqcow2-to-qcow2|$BIN convert -O qcow2 $ZQCOW $OUT/o.qcow2|qemu-img convert -O qcow2 $ZQCOW $OUT/o.qcow2"
-  "zqcow2-to-raw|$BIN convert -O raw $ZQCOW $OUT/o.raw|qemu-img convert -O raw $ZQCOW $OUT/o.raw"
-  "raw-to-qcow2|$BIN convert -O qcow2 $RAW $OUT/o.qcow2|qemu-img convert -O qcow2 $RAW $OUT/o.qcow2"
-  "single-job|$BIN single job 10G -i $ZQCOW -od $OUT|env IN=$ZQCOW bash -c qemu_job"
+  "zqcow2-to-qcow2|$BIN convert -O qcow2 $ZQCOW $OUT/o.qcow2|qemu-img convert -O qcow2 $ZQCOW $OUT/o.qcow2|$OUT/o.qcow2"
+  "zqcow2-to-raw|$BIN convert -O raw $ZQCOW $OUT/o.raw|qemu-img convert -O raw $ZQCOW $OUT/o.raw|$OUT/o.raw"
+  "raw-to-qcow2|$BIN convert -O qcow2 $RAW $OUT/o.qcow2|qemu-img convert -O qcow2 $RAW $OUT/o.qcow2|$OUT/o.qcow2"
+  "single-job|$BIN single job 10G -i $ZQCOW -od $OUT|env IN=$ZQCOW bash -c qemu_job|$OUT/job.qcow2"
   # The cache is in $OUT, which every run starts without: always a download.
-  "download-job|$BIN single job 10G -i $URL -ict sha256 -ic $ZSUM -od $OUT --cache-dir $OUT/cache|env URL_IN=$URL SUM_IN=$ZSUM bash -c qemu_download_job"
+  "download-job|$BIN single job 10G -i $URL -ict sha256 -ic $ZSUM -od $OUT --cache-dir $OUT/cache|env URL_IN=$URL SUM_IN=$ZSUM bash -c qemu_download_job|$OUT/job.qcow2"
 )
 selected() { [ "$ONLY" = "  " ] || [[ $ONLY == *" $1 "* ]]; }
 rm -f "$DIR"/*.times
 for ((i = 1; i <= RUNS; i++)); do
   for c in "${CASES[@]}"; do
-    IFS='|' read -r name ours theirs <<<"$c"
+    IFS='|' read -r name ours theirs theirfile <<<"$c"
     selected "$name" || continue
     # shellcheck disable=SC2086
     measure "$name.ours" $ours
     # shellcheck disable=SC2086
     measure "$name.qemu" $theirs
+    # shellcheck disable=SC2086
+    measure "$name.qsync" bash -c 'durable "$@"' durable "$theirfile" $theirs
   done
 done
 
-printf "%-16s %10s %10s %8s %12s %12s\n" case ours_s qemu_s ratio ours_rss qemu_rss
+printf "%-16s %8s %8s %7s %11s %7s %10s %10s\n" case ours_s qemu_s ratio qemu+sync_s ratio ours_rss qemu_rss
 for c in "${CASES[@]}"; do
   IFS='|' read -r name _ _ <<<"$c"
   selected "$name" || continue
   o=$(cut -d' ' -f1 "$DIR/$name.ours.times" | median)
   q=$(cut -d' ' -f1 "$DIR/$name.qemu.times" | median)
+  qs=$(cut -d' ' -f1 "$DIR/$name.qsync.times" | median)
   orss=$(cut -d' ' -f2 "$DIR/$name.ours.times" | sort -n | tail -1)
   qrss=$(cut -d' ' -f2 "$DIR/$name.qemu.times" | sort -n | tail -1)
-  printf "%-16s %10s %10s %8.2f %9d MiB %9d MiB\n" "$name" "$o" "$q" "$(echo "$o $q" | awk '{print ($2>0)?$1/$2:0}')" $((orss / 1024)) $((qrss / 1024))
+  printf "%-16s %8s %8s %7.2f %11s %7.2f %6d MiB %6d MiB\n" "$name" "$o" "$q" "$(ratio "$o" "$q")" "$qs" "$(ratio "$o" "$qs")" $((orss / 1024)) $((qrss / 1024))
 done
-echo "(median wall seconds of $RUNS runs; ratio = ours/qemu-img; RSS = the largest peak seen)"
+echo "(median wall seconds of $RUNS runs; ratio = ours/qemu-img's; qemu+sync = qemu-img's flow then sync of its output; RSS = the largest peak seen)"
