@@ -56,10 +56,7 @@ type chunk struct {
 	off, n int64
 	buf    []byte
 	err    error
-	// written and skipped are filled by a worker that wrote the chunk
-	// itself (a ConcurrentWriter destination).
-	written, skipped int64
-	done             chan struct{}
+	done   chan struct{}
 	// zeroOnly: nothing to read; only advances progress to off+n.
 	zeroOnly bool
 }
@@ -103,14 +100,7 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 	jobs := make(chan *chunk, depth)
 	ordered := make(chan *chunk, depth)
 
-	// A destination that takes concurrent writes gets them straight from
-	// the workers; otherwise the caller's goroutine writes, in order.
-	workersWrite := false
-	if cw, ok := dst.(disk.ConcurrentWriter); ok && cw.ConcurrentWriteAt() {
-		workersWrite = true
-	}
-
-	// Workers: read each chunk into a pooled buffer (and maybe write it).
+	// Workers: read each chunk into a pooled buffer.
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Add(1)
@@ -121,11 +111,6 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 					bp := pool.Get().(*[]byte)
 					c.buf = (*bp)[:c.n]
 					c.err = readFull(src, c.buf, c.off)
-					if c.err == nil && workersWrite {
-						c.written, c.skipped, c.err = writeNonZero(dst, c.buf, c.off, zeroBlock)
-						pool.Put(bp)
-						c.buf = nil
-					}
 				}
 				close(c.done)
 			}
@@ -189,11 +174,10 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 		}
 		if err == nil && !c.zeroOnly {
 			st.BytesRead += c.n
-			if !workersWrite {
-				c.written, c.skipped, err = writeNonZero(dst, c.buf, c.off, zeroBlock)
-			}
-			st.BytesWritten += c.written
-			st.ZeroSkipped += c.skipped
+			var written, skipped int64
+			written, skipped, err = writeNonZero(dst, c.buf, c.off, zeroBlock)
+			st.BytesWritten += written
+			st.ZeroSkipped += skipped
 		} else if c.zeroOnly {
 			st.ZeroSkipped += c.n
 		}

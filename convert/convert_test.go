@@ -201,24 +201,3 @@ func TestWriteNonZeroAlignment(t *testing.T) {
 		t.Fatal("data not written at the right place")
 	}
 }
-
-// concurrentWriter accepts writes from several goroutines, like raw files.
-type concurrentWriter struct{ memWriter }
-
-func (w *concurrentWriter) ConcurrentWriteAt() bool { return true }
-
-func TestCopyConcurrentWriter(t *testing.T) {
-	data, exts := pattern(24<<20, 11)
-	src := &memImage{data: data, exts: exts, fail: -1}
-	dst := &concurrentWriter{memWriter{data: make([]byte, 24<<20), ordered: true}}
-	st, err := Copy(context.Background(), dst, src, Options{Workers: 4, ChunkSize: 512 << 10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(dst.data, data) {
-		t.Fatal("copy differs from the source")
-	}
-	if st.BytesWritten+st.ZeroSkipped != 24<<20 {
-		t.Fatalf("stats %+v", st)
-	}
-}

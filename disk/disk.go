@@ -51,15 +51,6 @@ type Writer interface {
 	Close() error
 }
 
-// ConcurrentWriter is implemented by writers whose WriteAt may be called
-// from several goroutines at once (raw: every write is a pwrite to its own
-// place). The converter then lets its workers write what they read, instead
-// of funnelling every write through one goroutine.
-type ConcurrentWriter interface {
-	Writer
-	ConcurrentWriteAt() bool
-}
-
 // Info describes an opened image, for `gen-vm-image info` and for the
 // pipeline's messages. Fields a format does not have stay at their zero value.
 type Info struct {

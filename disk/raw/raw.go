@@ -133,10 +133,6 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	return w.f.WriteAt(p, off)
 }
 
-// ConcurrentWriteAt reports that WriteAt may run from several goroutines:
-// each call is one pwrite to its own range.
-func (w *Writer) ConcurrentWriteAt() bool { return true }
-
 // Resize truncates or extends the file.
 func (w *Writer) Resize(size int64, allowShrink bool) error {
 	if w.closed {
