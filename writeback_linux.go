@@ -22,9 +22,15 @@ type writeBehind struct {
 	kick chan struct{}
 	done chan struct{}
 	last int64
+	off  bool // nothing to do: the image will not be synced
 }
 
-func startWriteBehind(f *os.File) *writeBehind {
+// startWriteBehind starts the goroutine; with enabled false (no fsync to
+// prepare for) the writeBehind does nothing.
+func startWriteBehind(f *os.File, enabled bool) *writeBehind {
+	if !enabled {
+		return &writeBehind{off: true}
+	}
 	w := &writeBehind{kick: make(chan struct{}, 1), done: make(chan struct{})}
 	fd := int(f.Fd())
 	go func() {
@@ -40,7 +46,7 @@ func startWriteBehind(f *os.File) *writeBehind {
 // progress is called with the converted length; every writeBehindStep it
 // asks the goroutine for a write-back without waiting for it.
 func (w *writeBehind) progress(done int64) {
-	if done-w.last < writeBehindStep {
+	if w.off || done-w.last < writeBehindStep {
 		return
 	}
 	w.last = done
@@ -52,6 +58,9 @@ func (w *writeBehind) progress(done int64) {
 
 // stop ends the goroutine; the file must stay open until it returns.
 func (w *writeBehind) stop() {
+	if w.off {
+		return
+	}
 	close(w.kick)
 	<-w.done
 }

@@ -8,6 +8,6 @@ import "os"
 // before the rename does all the writing back.
 type writeBehind struct{}
 
-func startWriteBehind(*os.File) *writeBehind { return &writeBehind{} }
-func (*writeBehind) progress(int64)          {}
-func (*writeBehind) stop()                   {}
+func startWriteBehind(*os.File, bool) *writeBehind { return &writeBehind{} }
+func (*writeBehind) progress(int64)                {}
+func (*writeBehind) stop()                         {}

@@ -15,7 +15,7 @@ func TestWriteBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	wb := startWriteBehind(f)
+	wb := startWriteBehind(f, true)
 	block := bytes.Repeat([]byte{0xa5}, 1<<20)
 	const blocks = 3 * writeBehindStep / (1 << 20)
 	for i := range blocks {

@@ -13,6 +13,7 @@ var convertOptions = []option{
 		help: "The input's format; it must agree with the content. (default: detected)"},
 	{names: []string{"-O"}, dest: "output_format", metavar: "OUTPUT_FORMAT",
 		help: "The output format: qcow2 or raw. (default: qcow2)"},
+	noSyncOption,
 	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
 }
 
@@ -41,12 +42,8 @@ func runConvert(ctx context.Context, e env, args []string) int {
 	if len(p.positionals) != 2 {
 		return usageFail(e, convertUsage(), fmt.Errorf("expected an input and an output path"))
 	}
-	var opts []genvm.Option
-	if e.progress {
-		bar := newProgressBar(e.stderr)
-		defer bar.finish()
-		opts = append(opts, genvm.WithProgress(bar.update))
-	}
+	opts, stop := runOptions(e, p)
+	defer stop()
 	res, err := genvm.Convert(ctx, genvm.ConvertSpec{
 		Input: p.positionals[0], InputFormat: p.values["input_format"],
 		Output: p.positionals[1], OutputFormat: p.values["output_format"],

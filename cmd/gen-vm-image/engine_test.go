@@ -200,3 +200,38 @@ func TestCheckAndInfoAgreeWithQemu(t *testing.T) {
 		})
 	}
 }
+
+// --no-sync changes when the data reaches the disk, nothing else: every
+// command that writes images takes it, and the images are the same.
+func TestNoSync(t *testing.T) {
+	work := t.TempDir()
+	raw, zqcow := patternImage(t, work, 6<<20+4096, true)
+	arch := filepath.Join(work, "arch.yml")
+	yml := "owner: o\nimages:\n  a:\n    name: a\n    size: 64M\n    input:\n      path: " + zqcow + "\n"
+	if err := os.WriteFile(arch, []byte(yml), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		args []string
+		out  string
+	}{
+		{"single", []string{"single", "out", "64M", "-i", zqcow, "--no-sync"}, "generated-images/out.qcow2"},
+		{"multiple", []string{"multiple", arch, "--no-sync"}, "generated-images/a.qcow2"},
+		{"convert", []string{"convert", "--no-sync", "-O", "raw", zqcow, "out.raw"}, "out.raw"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			r := gvi(t, dir, tc.args...)
+			if resp := r.result(t); r.code != 0 {
+				t.Fatalf("exit %d %+v", r.code, resp)
+			}
+			out := filepath.Join(dir, tc.out)
+			format := strings.TrimPrefix(filepath.Ext(out), ".")
+			if format == "qcow2" {
+				checkImage(t, out, 64<<20)
+			}
+			oracle.AssertSame(t, raw, "raw", out, format)
+		})
+	}
+}

@@ -18,6 +18,7 @@ var multipleOptions = []option{
 		help: "Allow sizes below an input's virtual size; the data beyond them is lost."},
 	{names: []string{"--cache-dir"}, dest: "cache_dir", metavar: "DIR",
 		help: "Where downloads are cached. (default: $GVI_CACHE_DIR, else\n$XDG_CACHE_HOME/gen-vm-image or ~/.cache/gen-vm-image)"},
+	noSyncOption,
 	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
 }
 
@@ -78,12 +79,8 @@ func runMultiple(ctx context.Context, e env, args []string) int {
 	if err != nil {
 		return respond(e, genvm.NewResponse("", nil, verbose, err))
 	}
-	var opts []genvm.Option
-	if e.progress {
-		bar := newProgressBar(e.stderr)
-		defer bar.finish()
-		opts = append(opts, genvm.WithProgress(bar.update))
-	}
+	opts, stop := runOptions(e, p)
+	defer stop()
 	res, err := genvm.Build(ctx, a, genvm.BuildOptions{
 		OutputDirectory: p.values["output_directory"],
 		Overwrite:       p.switches["overwrite"],

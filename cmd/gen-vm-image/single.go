@@ -40,6 +40,7 @@ var singleOptions = []option{
 		help: "Replace an existing image. Without it an existing image is kept and the\nrun succeeds without doing anything."},
 	{names: []string{"--allow-shrink"}, dest: "allow_shrink",
 		help: "Allow a size below the input's virtual size; the data beyond it is lost."},
+	noSyncOption,
 	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
 }
 
@@ -117,12 +118,8 @@ func runSingle(ctx context.Context, e env, args []string) int {
 			spec.Input.Checksum = c
 		}
 	}
-	var opts []genvm.Option
-	if e.progress {
-		bar := newProgressBar(e.stderr)
-		defer bar.finish()
-		opts = append(opts, genvm.WithProgress(bar.update))
-	}
+	opts, stop := runOptions(e, p)
+	defer stop()
 	res, err := genvm.Generate(ctx, spec, opts...)
 	return respond(e, genvm.NewResponse("", res.Messages, verbose, err))
 }
