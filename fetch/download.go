@@ -109,9 +109,14 @@ func (d *download) open(ctx context.Context) error {
 	}
 	if kept == 0 {
 		os.Remove(d.e.state())
-		if err := f.Truncate(0); err != nil {
-			f.Close()
-			return newError(KindCache, d.e.url, err, "Failed to reset the partial download of %s: %v", d.e.url, err)
+		// Only a file with bytes in it is emptied: on ext4 a truncation to
+		// zero marks the file for a flush of all its data when it is closed
+		// (auto_da_alloc), which would make the download wait for the disk.
+		if st.Size() != 0 {
+			if err := f.Truncate(0); err != nil {
+				f.Close()
+				return newError(KindCache, d.e.url, err, "Failed to reset the partial download of %s: %v", d.e.url, err)
+			}
 		}
 		return nil
 	}

@@ -93,8 +93,18 @@ func Create(f *os.File, size int64, opt disk.CreateOptions) (disk.Writer, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Truncate(0); err != nil {
+	// Empty the file only when it is not empty already: on ext4 a
+	// truncation to zero marks the file for a flush of all its data when
+	// it is closed (auto_da_alloc), which would make closing a freshly
+	// written image wait for the disk.
+	st, err := f.Stat()
+	if err != nil {
 		return nil, fmt.Errorf("qcow2: create: %w", err)
+	}
+	if st.Size() != 0 {
+		if err := f.Truncate(0); err != nil {
+			return nil, fmt.Errorf("qcow2: create: %w", err)
+		}
 	}
 	w.size = size
 	w.l1 = make([]uint64, w.l1EntriesFor(size))
