@@ -344,8 +344,7 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 			br.pos, br.buf, br.n = pos, buf, n
 			return op, false, nil
 		}
-		cl := e >> 8 & 0xf
-		length := int(e>>16) + int(saved>>cl&(1<<((e&0xff-cl)&63)-1))
+		length := rdValue(e, saved)
 
 		saved = buf
 		e = dist[buf&distMask]
@@ -362,8 +361,7 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 		}
 		buf >>= e & 63
 		n -= uint(e & 0xff)
-		cl = e >> 8 & 0xf
-		distance := int(e>>16) + int(saved>>cl&(1<<((e&0xff-cl)&63)-1))
+		distance := rdValue(e, saved)
 		if distance > op {
 			err = fmt.Errorf("distance %d reaches before the start of the output (%d bytes)", distance, op)
 			break
@@ -436,8 +434,7 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 		if e&rdEntryEnd != 0 {
 			break
 		}
-		cl := e >> 8 & 0xf
-		length := int(e>>16) + int(saved>>cl&(1<<(e&0xff-cl)-1))
+		length := rdValue(e, saved)
 
 		saved = buf
 		e = dist[buf&distMask]
@@ -454,8 +451,7 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 		}
 		buf >>= e & 0xff
 		n -= uint(e & 0xff)
-		cl = e >> 8 & 0xf
-		distance := int(e>>16) + int(saved>>cl&(1<<(e&0xff-cl)-1))
+		distance := rdValue(e, saved)
 		if distance > op {
 			err = fmt.Errorf("distance %d reaches before the start of the output (%d bytes)", distance, op)
 			break
@@ -476,6 +472,14 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 	}
 	br.pos, br.buf, br.n = pos, buf, n
 	return op, done, err
+}
+
+// rdValue is the length or distance of entry e: its base plus the extra
+// bits that follow its code in bits, the input before the code was
+// consumed.
+func rdValue(e uint32, bits uint64) int {
+	cl := e >> 8 & 0xf
+	return int(e>>16) + int(bits>>cl&(1<<((e&0xff-cl)&63)-1))
 }
 
 // rdCopyMatch copies a match of length bytes from distance back to op and
