@@ -129,7 +129,10 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > w.size {
 		return 0, fmt.Errorf("raw: write of %d bytes at %d beyond the virtual size %d", len(p), off, w.size)
 	}
-	disk.Preallocate(w.f, off, int64(len(p)))
+	// No fallocate here, unlike the qcow2 writer's appends: in a sparse
+	// file each preallocated range becomes unwritten extents that the write
+	// then converts, which doubled the kernel time of raw outputs on ext4
+	// (zlib qcow2 -> raw: 1.1-1.8 s of system time against 0.8-1.1 s).
 	return w.f.WriteAt(p, off)
 }
 
