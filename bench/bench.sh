@@ -104,11 +104,14 @@ for ((i = 1; i <= RUNS; i++)); do
   for c in "${CASES[@]}"; do
     IFS='|' read -r name ours theirs theirfile <<<"$c"
     selected "$name" || continue
-    # The order rotates from run to run: a run right after another big one
-    # can be slower (the VM hands out memory just freed), and no side should
-    # always be the one that comes first.
+    # The order changes from run to run, through all six: a run right after
+    # another big one can be slower here (the VM hands out memory just
+    # freed), so no side should always come first, nor always after the
+    # same other one.
+    orders=(012 120 201 021 210 102)
+    order=${orders[$(((i - 1) % 6))]}
     for k in 0 1 2; do
-      case $(((i + k) % 3)) in
+      case ${order:$k:1} in
         # shellcheck disable=SC2086
         0) measure "$name.ours" $ours ;;
         # shellcheck disable=SC2086
