@@ -281,7 +281,6 @@ func (z *rdInflateState) inflate(dst, src []byte) error {
 // copied eight bytes at a time where the output has room to spare.
 func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *rdDistTable) (_ int, done bool, err error) {
 	const litMask, litSubMask = 1<<rdLitBits - 1, 1<<rdLitSubBits - 1
-	const distMask, distSubMask = 1<<rdDistBits - 1, 1<<rdDistSubBits - 1
 	in, pos, buf, n := br.in, br.pos, br.buf, br.n
 
 	// The fast loop runs while neither the input nor the output can run
@@ -322,16 +321,12 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 			continue
 		}
 		saved := buf
-		if e&(rdEntrySub|rdEntryBad) != 0 {
-			if e&rdEntryBad != 0 {
-				err = errRdInflateLitCode
-				break
-			}
+		if e&rdEntrySub != 0 {
 			e = lit[e>>16+uint32(buf>>rdLitBits)&litSubMask]
-			if e&rdEntryBad != 0 {
-				err = errRdInflateLitCode
-				break
-			}
+		}
+		if e&rdEntryBad != 0 {
+			err = errRdInflateLitCode
+			break
 		}
 		buf >>= e & 63
 		n -= uint(e & 0xff)
@@ -347,17 +342,10 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 		length := rdValue(e, saved)
 
 		saved = buf
-		e = dist[buf&distMask]
-		if e&(rdEntrySub|rdEntryBad) != 0 {
-			if e&rdEntryBad != 0 {
-				err = errRdInflateDistCode
-				break
-			}
-			e = dist[e>>16+uint32(buf>>rdDistBits)&distSubMask]
-			if e&rdEntryBad != 0 {
-				err = errRdInflateDistCode
-				break
-			}
+		e = rdDistEntry(dist, buf)
+		if e&rdEntryBad != 0 {
+			err = errRdInflateDistCode
+			break
 		}
 		buf >>= e & 63
 		n -= uint(e & 0xff)
@@ -408,17 +396,10 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 			}
 		}
 		saved := buf
-		e := lit[buf&litMask]
-		if e&(rdEntrySub|rdEntryBad) != 0 {
-			if e&rdEntryBad != 0 {
-				err = errRdInflateLitCode
-				break
-			}
-			e = lit[e>>16+uint32(buf>>rdLitBits)&litSubMask]
-			if e&rdEntryBad != 0 {
-				err = errRdInflateLitCode
-				break
-			}
+		e := rdLitEntry(lit, buf)
+		if e&rdEntryBad != 0 {
+			err = errRdInflateLitCode
+			break
 		}
 		buf >>= e & 0xff
 		n -= uint(e & 0xff)
@@ -437,17 +418,10 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 		length := rdValue(e, saved)
 
 		saved = buf
-		e = dist[buf&distMask]
-		if e&(rdEntrySub|rdEntryBad) != 0 {
-			if e&rdEntryBad != 0 {
-				err = errRdInflateDistCode
-				break
-			}
-			e = dist[e>>16+uint32(buf>>rdDistBits)&distSubMask]
-			if e&rdEntryBad != 0 {
-				err = errRdInflateDistCode
-				break
-			}
+		e = rdDistEntry(dist, buf)
+		if e&rdEntryBad != 0 {
+			err = errRdInflateDistCode
+			break
 		}
 		buf >>= e & 0xff
 		n -= uint(e & 0xff)
@@ -472,6 +446,25 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 	}
 	br.pos, br.buf, br.n = pos, buf, n
 	return op, done, err
+}
+
+// rdLitEntry and rdDistEntry look up the code at the start of bits,
+// through a second-level table where the first level points to one. A code
+// that does not exist gives an entry with rdEntryBad set.
+func rdLitEntry(t *rdLitTable, bits uint64) uint32 {
+	e := t[bits&(1<<rdLitBits-1)]
+	if e&rdEntrySub != 0 {
+		e = t[e>>16+uint32(bits>>rdLitBits)&(1<<rdLitSubBits-1)]
+	}
+	return e
+}
+
+func rdDistEntry(t *rdDistTable, bits uint64) uint32 {
+	e := t[bits&(1<<rdDistBits-1)]
+	if e&rdEntrySub != 0 {
+		e = t[e>>16+uint32(bits>>rdDistBits)&(1<<rdDistSubBits-1)]
+	}
+	return e
 }
 
 // rdValue is the length or distance of entry e: its base plus the extra
