@@ -18,6 +18,16 @@ const writeBehindStep = 32 << 20
 // write-back (SYNC_FILE_RANGE_WRITE) and never waits for it, in its own
 // goroutine, so a slow disk cannot stall the conversion; durability still
 // comes from the fsync.
+//
+// It also drops the image's pages from the page cache once they are on
+// disk (drop-behind), so the output occupies a few dozen MiB of page cache
+// instead of all of it, and the pages freed are reused at once for the next
+// writes. Fresh pages are what make page-cache writes expensive on virtual
+// machines that hand freed memory back to the host (free page reporting):
+// each first touch is a host page fault. Measured on such a VM, zlib qcow2
+// -> raw: 1.9-2.2 s with 1.3-1.5 s of system time before, 1.3-1.6 s with
+// 0.35-0.5 s after. An image written this way is read from disk when it is
+// first used, as it would be after a reboot.
 type writeBehind struct {
 	kick chan struct{}
 	done chan struct{}
@@ -38,6 +48,9 @@ func startWriteBehind(f *os.File, enabled bool) *writeBehind {
 		for range w.kick {
 			// Errors are not ours to report: a failing disk fails the fsync.
 			_ = unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
+			// Drop what earlier kicks wrote back; dirty pages and pages
+			// still being written are left alone.
+			_ = unix.Fadvise(fd, 0, 0, unix.FADV_DONTNEED)
 		}
 	}()
 	return w
