@@ -32,7 +32,7 @@ type Options struct {
 	Length int64
 	// Workers reading and decompressing in parallel; 0 means GOMAXPROCS.
 	Workers int
-	// ChunkSize is the unit of work (bytes); 0 means 2 MiB.
+	// ChunkSize is the unit of work (bytes); 0 means DefaultChunkSize.
 	ChunkSize int64
 	// Depth is how many chunks may be in flight; 0 means 2*Workers+2.
 	Depth int
@@ -61,6 +61,19 @@ type chunk struct {
 	zeroOnly bool
 }
 
+// DefaultChunkSize is small enough that a chunk is still in the CPU's
+// cache when it is written: against 2 MiB, zlib qcow2 -> raw took 8% less
+// time and a third less system time (median of 8 interleaved runs each);
+// qcow2 outputs were the same. Larger units only come from the destination
+// (a ZeroBlock of a 2 MiB cluster).
+const DefaultChunkSize = 512 << 10
+
+// maxSourceCluster bounds the chunk a source's cluster size may ask for
+// (qcow2's largest cluster).
+const maxSourceCluster = 2 << 20
+
+func roundUp(n, unit int64) int64 { return (n + unit - 1) / unit * unit }
+
 // extentWindow is how much of the source one Extents call describes; large
 // so that sparse terabytes cost few calls.
 const extentWindow = 1 << 30
@@ -79,7 +92,7 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 	}
 	chunkSize := opt.ChunkSize
 	if chunkSize <= 0 {
-		chunkSize = 2 << 20
+		chunkSize = DefaultChunkSize
 	}
 	depth := opt.Depth
 	if depth <= 0 {
@@ -89,9 +102,14 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 	if zeroBlock <= 0 {
 		zeroBlock = 4096
 	}
-	if chunkSize%zeroBlock != 0 {
-		chunkSize = (chunkSize/zeroBlock + 1) * zeroBlock
+	// Whole source clusters per chunk: a compressed cluster cut between
+	// two chunks would be decompressed by both workers.
+	if d, ok := src.(disk.Describer); ok {
+		if cs := d.Info().ClusterSize; cs > 0 && cs <= maxSourceCluster {
+			chunkSize = roundUp(chunkSize, cs)
+		}
 	}
+	chunkSize = roundUp(chunkSize, zeroBlock)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

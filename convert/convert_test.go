@@ -201,3 +201,43 @@ func TestWriteNonZeroAlignment(t *testing.T) {
 		t.Fatal("data not written at the right place")
 	}
 }
+
+// describedImage is a memImage with a cluster size; it records its reads.
+type describedImage struct {
+	memImage
+	cluster int64
+	mu      sync.Mutex
+	reads   []disk.Extent
+}
+
+func (m *describedImage) Info() disk.Info { return disk.Info{ClusterSize: m.cluster} }
+func (m *describedImage) ReadAt(p []byte, off int64) (int, error) {
+	m.mu.Lock()
+	m.reads = append(m.reads, disk.Extent{Offset: off, Length: int64(len(p))})
+	m.mu.Unlock()
+	return m.memImage.ReadAt(p, off)
+}
+
+// Chunks hold whole source clusters, so that no compressed cluster is
+// decompressed by two workers: 2 MiB clusters are read 2 MiB at a time,
+// though the default chunk is smaller.
+func TestChunksHoldWholeSourceClusters(t *testing.T) {
+	const cluster = 2 << 20
+	data := bytes.Repeat([]byte{1}, 4*cluster)
+	src := &describedImage{memImage: memImage{data: data, fail: -1, exts: []disk.Extent{{Offset: 0, Length: int64(len(data))}}}, cluster: cluster}
+	dst := &memWriter{data: make([]byte, len(data)), ordered: true}
+	if _, err := Copy(context.Background(), dst, src, Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(dst.data, data) {
+		t.Fatal("copy differs")
+	}
+	for _, r := range src.reads {
+		if r.Offset%cluster != 0 || r.Length != cluster {
+			t.Errorf("read of %d bytes at %d cuts a %d-byte cluster", r.Length, r.Offset, cluster)
+		}
+	}
+	if DefaultChunkSize >= cluster {
+		t.Fatalf("the test needs a default chunk (%d) below the cluster size", DefaultChunkSize)
+	}
+}
