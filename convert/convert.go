@@ -30,11 +30,13 @@ type Options struct {
 	// Length is how many virtual bytes to copy from offset 0; 0 means the
 	// whole source. A Length beyond the source size is clipped to it.
 	Length int64
-	// Workers reading and decompressing in parallel; 0 means GOMAXPROCS.
+	// Workers reading and decompressing in parallel; 0 means GOMAXPROCS,
+	// at most maxWorkers and as far as maxInFlight allows.
 	Workers int
 	// ChunkSize is the unit of work (bytes); 0 means DefaultChunkSize.
 	ChunkSize int64
-	// Depth is how many chunks may be in flight; 0 means 2*Workers+2.
+	// Depth is how many chunks may be in flight; 0 means 2*Workers+2
+	// (within maxInFlight when Workers is 0 too).
 	Depth int
 	// ZeroBlock is the zero-detection granularity: aligned blocks of this
 	// many bytes that are all zero are not written. 0 means 4 KiB. Set it to
@@ -74,6 +76,46 @@ const maxSourceCluster = 2 << 20
 
 func roundUp(n, unit int64) int64 { return (n + unit - 1) / unit * unit }
 
+// maxInFlight bounds the memory of the chunks in flight when the caller
+// leaves Workers and Depth to Copy: many cores must not mean many MiB.
+const maxInFlight = 32 << 20
+
+// maxWorkers is the most workers Copy starts by itself: 16 inflate 8 GB/s,
+// more than a disk writes, and each holds its own buffers and tables.
+const maxWorkers = 16
+
+// plan settles the chunk size, the number of workers and the queue depth:
+// the caller's where given, else one worker per core and two chunks in
+// flight per worker (plus two), within maxInFlight.
+func plan(src disk.Image, opt Options, zeroBlock int64) (chunkSize int64, workers, depth int) {
+	chunkSize = opt.ChunkSize
+	if chunkSize <= 0 {
+		chunkSize = DefaultChunkSize
+	}
+	// Whole source clusters per chunk: a compressed cluster cut between
+	// two chunks would be decompressed by both workers.
+	if d, ok := src.(disk.Describer); ok {
+		if cs := d.Info().ClusterSize; cs > 0 && cs <= maxSourceCluster {
+			chunkSize = roundUp(chunkSize, cs)
+		}
+	}
+	chunkSize = roundUp(chunkSize, zeroBlock)
+
+	limit := max(2, int(maxInFlight/chunkSize))
+	workers = opt.Workers
+	if workers <= 0 {
+		workers = min(runtime.GOMAXPROCS(0), limit, maxWorkers)
+	}
+	depth = opt.Depth
+	if depth <= 0 {
+		depth = 2*workers + 2
+		if opt.Workers <= 0 {
+			depth = min(depth, max(limit, workers))
+		}
+	}
+	return chunkSize, workers, depth
+}
+
 // extentWindow is how much of the source one Extents call describes; large
 // so that sparse terabytes cost few calls.
 const extentWindow = 1 << 30
@@ -86,30 +128,11 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 	if opt.Length > 0 && opt.Length < total {
 		total = opt.Length
 	}
-	workers := opt.Workers
-	if workers <= 0 {
-		workers = runtime.GOMAXPROCS(0)
-	}
-	chunkSize := opt.ChunkSize
-	if chunkSize <= 0 {
-		chunkSize = DefaultChunkSize
-	}
-	depth := opt.Depth
-	if depth <= 0 {
-		depth = 2*workers + 2
-	}
 	zeroBlock := opt.ZeroBlock
 	if zeroBlock <= 0 {
 		zeroBlock = 4096
 	}
-	// Whole source clusters per chunk: a compressed cluster cut between
-	// two chunks would be decompressed by both workers.
-	if d, ok := src.(disk.Describer); ok {
-		if cs := d.Info().ClusterSize; cs > 0 && cs <= maxSourceCluster {
-			chunkSize = roundUp(chunkSize, cs)
-		}
-	}
-	chunkSize = roundUp(chunkSize, zeroBlock)
+	chunkSize, workers, depth := plan(src, opt, zeroBlock)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"runtime"
 	"sync"
 	"testing"
 
@@ -239,5 +240,33 @@ func TestChunksHoldWholeSourceClusters(t *testing.T) {
 	}
 	if DefaultChunkSize >= cluster {
 		t.Fatalf("the test needs a default chunk (%d) below the cluster size", DefaultChunkSize)
+	}
+}
+
+// Left to itself, Copy keeps its chunks in flight within maxInFlight
+// however many cores there are; what the caller sets, it takes.
+func TestPlanBoundsMemory(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	src := &memImage{data: make([]byte, 1<<20), fail: -1}
+	for _, cores := range []int{1, 2, 8, 64, 256} {
+		runtime.GOMAXPROCS(cores)
+		for _, zb := range []int64{4096, 64 << 10, 2 << 20} {
+			chunk, workers, depth := plan(src, Options{}, zb)
+			if chunk%zb != 0 || chunk < DefaultChunkSize {
+				t.Errorf("%d cores, zero block %d: chunk %d", cores, zb, chunk)
+			}
+			if workers < 1 || workers > maxWorkers || depth < workers {
+				t.Errorf("%d cores: %d workers, depth %d", cores, workers, depth)
+			}
+			if inFlight := int64(depth) * chunk; inFlight > maxInFlight && depth > 2 {
+				t.Errorf("%d cores, chunk %d: %d chunks in flight (%d bytes)", cores, chunk, depth, inFlight)
+			}
+			if cores <= 8 && zb < 2<<20 && (workers != cores || depth != 2*cores+2) {
+				t.Errorf("%d cores: %d workers, depth %d; want %d and %d", cores, workers, depth, cores, 2*cores+2)
+			}
+		}
+	}
+	if _, w, d := plan(src, Options{Workers: 100, Depth: 300}, 4096); w != 100 || d != 300 {
+		t.Errorf("asked for 100 workers and depth 300, got %d and %d", w, d)
 	}
 }
