@@ -351,7 +351,7 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 		n -= uint(e & 0xff)
 		distance := rdValue(e, saved)
 		if distance > op {
-			err = fmt.Errorf("distance %d reaches before the start of the output (%d bytes)", distance, op)
+			err = errRdDistance(distance, op)
 			break
 		}
 		// Copy the match (rdCopyMatch, inlined by hand: the hottest call).
@@ -427,7 +427,7 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 		n -= uint(e & 0xff)
 		distance := rdValue(e, saved)
 		if distance > op {
-			err = fmt.Errorf("distance %d reaches before the start of the output (%d bytes)", distance, op)
+			err = errRdDistance(distance, op)
 			break
 		}
 		if op+length+8 <= len(dst) {
@@ -446,6 +446,11 @@ func rdInflateBlock(dst []byte, op int, br *rdBitReader, lit *rdLitTable, dist *
 	}
 	br.pos, br.buf, br.n = pos, buf, n
 	return op, done, err
+}
+
+// errRdDistance is the error of a match that reaches before the output.
+func errRdDistance(distance, op int) error {
+	return fmt.Errorf("distance %d reaches before the start of the output (%d bytes)", distance, op)
 }
 
 // rdLitEntry and rdDistEntry look up the code at the start of bits,
