@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+
+	"github.com/ucphhpc/gen-vm-image-go/output"
 )
 
 // ConvertSpec describes a plain conversion, as `qemu-img convert` does one.
@@ -40,7 +42,11 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 			return res, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", dir, err)
 		}
 	}
-	if err := writeImage(ctx, spec.Output, format, src.image.Size(), src, &o, say); err != nil {
+	removed, _ := output.CleanAbandoned(filepath.Dir(spec.Output))
+	for _, name := range removed {
+		say("Removed %s, a temporary file left by a run that was killed", name)
+	}
+	if _, err := writeImage(ctx, spec.Output, format, src.image.Size(), src, true, &o, say); err != nil {
 		return res, err
 	}
 	res.Created = true

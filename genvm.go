@@ -17,6 +17,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -27,6 +29,8 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/convert"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/inspect"
+	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
+	"github.com/ucphhpc/gen-vm-image-go/output"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 
 	// The formats we read and write register themselves; probe registers
@@ -96,6 +100,9 @@ type Event struct {
 type options struct {
 	progress func(Event)
 	noSync   bool
+	// afterVerify, for tests, runs between an input's checksum and its
+	// use.
+	afterVerify func(path string)
 }
 
 // Option tunes Generate and Build.
@@ -154,6 +161,11 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", dir, err)
 	}
+	// What runs that were killed left behind goes before we add our own.
+	removed, _ := output.CleanAbandoned(dir)
+	for _, name := range removed {
+		say("Removed %s, a temporary file left by a run that was killed", name)
+	}
 
 	var src *openedInput
 	if spec.Input != nil {
@@ -173,7 +185,8 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 		}
 	}
 
-	if err := writeImage(ctx, res.Path, format, virtualSize, src, o, say); err != nil {
+	created, err := writeImage(ctx, res.Path, format, virtualSize, src, spec.Overwrite, o, say)
+	if err != nil || !created {
 		return err
 	}
 	res.Created = true
@@ -256,33 +269,30 @@ func checkWritable(format string) error {
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
 
 // writeImage creates the image under a temporary name beside its final one,
-// fills it, checks it and renames it into place. On failure the temporary
-// file is removed and an existing image at path is untouched.
-func writeImage(ctx context.Context, path, format string, virtualSize int64, src *openedInput, o *options, say func(string, ...any)) (err error) {
+// fills it, checks it and puts it in place. On failure the temporary file
+// is removed and an existing image at path is untouched; without overwrite
+// an image that appeared at path meanwhile (another run) is kept, and
+// created is false.
+func writeImage(ctx context.Context, path, format string, virtualSize int64, src *openedInput, overwrite bool, o *options, say func(string, ...any)) (created bool, err error) {
 	f, _ := disk.Lookup(format)
-	dir, base := filepath.Split(path)
-	tmp, err := os.CreateTemp(dir, "."+base+".tmp-*")
+	base := filepath.Base(path)
+	tmp, err := output.Create(path, imageMode)
 	if err != nil {
-		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
+	published := false
 	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
+		if !published {
+			tmp.Abort()
 		}
 	}()
-	// CreateTemp makes the file private (0600); an image is an ordinary
-	// file, readable as qemu-img's are (hypervisors often run as another user).
-	if err := tmp.Chmod(imageMode); err != nil {
-		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
-	}
 
-	w, err := f.Create(tmp, virtualSize, disk.CreateOptions{})
+	w, err := f.Create(tmp.File, virtualSize, disk.CreateOptions{})
 	if err != nil {
-		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	if src != nil {
-		wb := startWriteBehind(tmp, !o.noSync)
+		wb := startWriteBehind(tmp.File, !o.noSync)
 		stats, err := convert.Copy(ctx, w, src.image, convert.Options{
 			Length:    virtualSize,
 			ZeroBlock: zeroBlockFor(format),
@@ -295,44 +305,39 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		if err != nil {
 			w.Close()
 			if ctx.Err() != nil {
-				return newError(CodeCreateFailed, err, "Interrupted while converting %s into %s: %v", src.path, path, ctx.Err())
+				return false, newError(CodeCreateFailed, err, "Interrupted while converting %s into %s: %v", src.path, path, ctx.Err())
 			}
-			return newError(CodeCreateFailed, err, "Failed to create path: %s - error: converting %s: %v", path, src.path, err)
+			return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: converting %s: %v", path, src.path, err)
 		}
 		say("Converted %s (%s) to %s: %d bytes of data copied, %d bytes of zeros skipped", src.path, src.format, format, stats.BytesWritten, stats.ZeroSkipped)
 	}
 	if err := w.Close(); err != nil {
-		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	if f.Check != nil {
-		report, err := f.Check(tmp)
+		report, err := f.Check(tmp.File)
 		if err != nil {
-			return newError(CodeCheck, err, "Failed to check path: %s - error: %v", path, err)
+			return false, newError(CodeCheck, err, "Failed to check path: %s - error: %v", path, err)
 		}
 		if !report.OK() {
-			return newError(CodeCheck, nil, "Failed to check path: %s - %d errors, %d corruptions, %d leaks: %s",
+			return false, newError(CodeCheck, nil, "Failed to check path: %s - %d errors, %d corruptions, %d leaks: %s",
 				path, report.Errors, report.Corruptions, report.Leaks, strings.Join(report.Problems, "; "))
 		}
 		say("Checked %s: no errors were found on the image", path)
 	}
-	if !o.noSync {
-		if err := tmp.Sync(); err != nil {
-			return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
-		}
-	}
-	if err := tmp.Close(); err != nil {
-		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
-	}
 	if err := ctx.Err(); err != nil {
-		return newError(CodeCreateFailed, err, "Interrupted before %s was put in place: %v", path, err)
+		return false, newError(CodeCreateFailed, err, "Interrupted before %s was put in place: %v", path, err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+	published = true
+	err = tmp.Publish(overwrite, !o.noSync)
+	if errors.Is(err, output.ErrExists) {
+		say("The output image: %s was created by another run while this one worked; it is kept (use --overwrite to replace it)", path)
+		return false, nil
 	}
-	if !o.noSync {
-		syncDir(dir)
+	if err != nil {
+		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
-	return nil
+	return true, nil
 }
 
 // zeroBlockFor is the zero-detection granularity that suits a format: a
@@ -343,18 +348,6 @@ func zeroBlockFor(format string) int64 {
 		return 64 << 10
 	}
 	return 4 << 10
-}
-
-// syncDir makes a rename durable; failure to sync a directory is not worth
-// failing a finished image for.
-func syncDir(dir string) {
-	if dir == "" {
-		dir = "."
-	}
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
 
 // openedInput is an input image ready to be read.
@@ -379,6 +372,10 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 		return nil, err
 	}
 	path := f.Name()
+	if fileSize == 0 {
+		f.Close()
+		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: the file is empty (0 bytes): it is not a disk image", path)
+	}
 	format, report, err := detectFormat(f, fileSize, in.Format)
 	if err != nil {
 		f.Close()
@@ -430,34 +427,43 @@ func detectFormat(f *os.File, fileSize int64, declared string) (string, inspect.
 }
 
 // resolveInput opens the input file: the local path, verified, or the
-// download's verified copy in the cache.
+// download's verified copy in the cache. The file is opened once: the
+// checksum is computed on the descriptor that is then inspected and
+// converted, so that nothing can take the verified file's place.
 func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *options, say func(string, ...any)) (*os.File, int64, error) {
 	if in.URL != "" {
 		return fetchInput(ctx, in, cacheDir, image, o, say)
 	}
 	path := in.Path
-	st, err := os.Stat(path)
-	if err != nil {
+	f, err := safefile.OpenInput(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return nil, 0, newError(CodePathNotFound, err, "Path not found: %s - error: the defined input path does not exist", path)
+	case errors.Is(err, safefile.ErrNotRegular):
+		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: not a regular file", path)
+	case err != nil:
+		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
 	}
-	if !st.Mode().IsRegular() {
-		return nil, 0, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: not a regular file", path)
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
 	}
 	if c := in.Checksum; c != nil && (c.Value != "" || c.File != "") {
-		if err := verifyChecksum(ctx, path, c, say); err != nil {
+		if err := verifyChecksum(ctx, f, st.Size(), path, c, say); err != nil {
+			f.Close()
 			return nil, 0, err
 		}
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
+		if o.afterVerify != nil {
+			o.afterVerify(path)
+		}
 	}
 	return f, st.Size(), nil
 }
 
-// verifyChecksum hashes the input file and compares it with the expected
-// value, or with the one its checksum file lists.
-func verifyChecksum(ctx context.Context, path string, c *Checksum, say func(string, ...any)) error {
+// verifyChecksum hashes the open input file and compares the digest with
+// the expected value, or with the one its checksum file lists.
+func verifyChecksum(ctx context.Context, f *os.File, size int64, path string, c *Checksum, say func(string, ...any)) error {
 	if c.File != "" {
 		listed, err := lookupChecksumFile(ctx, c, path, say)
 		if err != nil {
@@ -465,7 +471,7 @@ func verifyChecksum(ctx context.Context, path string, c *Checksum, say func(stri
 		}
 		c = listed
 	}
-	got, err := checksum.FileDigest(ctx, path, c.Type, c.BufferSize, c.ReadBytes)
+	got, err := checksum.Digest(ctx, io.NewSectionReader(f, 0, size), c.Type, c.BufferSize, c.ReadBytes)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return newError(CodeChecksum, err, "Interrupted while calculating the checksum of %s", path)

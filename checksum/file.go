@@ -18,7 +18,24 @@ const DefaultBufferSize = 65536
 // digest never depends on the buffer size, so clamping is invisible.
 const maxBufferSize = 16 << 20
 
-// FileDigest returns the lowercase hex digest of the file at path.
+// FileDigest returns the lowercase hex digest of the file at path; see
+// Digest.
+func FileDigest(ctx context.Context, path, algorithm string, bufferSize int, readBytes int64) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("checksum: %w", err)
+	}
+	defer f.Close()
+	sum, err := Digest(ctx, f, algorithm, bufferSize, readBytes)
+	if err != nil {
+		return "", fmt.Errorf("checksum %s: %w", path, err)
+	}
+	return sum, nil
+}
+
+// Digest returns the lowercase hex digest of what r reads. Callers that
+// go on to use what they hashed pass the file they will use (a section of
+// it), never its name: a name can be given to another file in between.
 //
 // It reproduces the Python tool's hashsum(path, algorithm, buffer_size,
 // read_bytes_of_file): with readBytes > 0 exactly the first readBytes bytes
@@ -28,7 +45,7 @@ const maxBufferSize = 16 << 20
 // read size and never changes the digest. bufferSize 0 means
 // DefaultBufferSize. Negative values are refused: Python would silently hash
 // the whole file for a negative read_bytes, and nothing for buffer_size 0.
-func FileDigest(ctx context.Context, path, algorithm string, bufferSize int, readBytes int64) (string, error) {
+func Digest(ctx context.Context, r io.Reader, algorithm string, bufferSize int, readBytes int64) (string, error) {
 	h, err := New(algorithm)
 	if err != nil {
 		return "", err
@@ -46,19 +63,11 @@ func FileDigest(ctx context.Context, path, algorithm string, bufferSize int, rea
 	if readBytes > 0 && readBytes < int64(bufferSize) {
 		bufferSize = int(readBytes)
 	}
-
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("checksum: %w", err)
-	}
-	defer f.Close()
-
-	var r io.Reader = f
 	if readBytes > 0 {
-		r = io.LimitReader(f, readBytes)
+		r = io.LimitReader(r, readBytes)
 	}
 	if err := hashReader(ctx, h, r, make([]byte, bufferSize)); err != nil {
-		return "", fmt.Errorf("checksum %s: %w", path, err)
+		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
