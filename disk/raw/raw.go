@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 )
@@ -21,12 +20,6 @@ func init() {
 		Generic: true,
 	})
 }
-
-// Linux lseek whence values for sparse files (lseek(2)).
-const (
-	seekData = 3
-	seekHole = 4
-)
 
 // Image is a raw file opened for reading.
 type Image struct {
@@ -55,52 +48,35 @@ func (m *Image) Close() error { return nil }
 // Info describes the image.
 func (m *Image) Info() disk.Info { return disk.Info{Format: "raw", VirtualSize: m.size} }
 
-// Extents asks the file system where the data is (SEEK_DATA/SEEK_HOLE), so
-// that a sparse terabyte costs nothing to copy. Where the file system cannot
-// tell, everything is data.
+// Extents asks the file system where the data is, so that a sparse terabyte
+// costs nothing to copy. How it asks depends on the OS (dataExtents, one per
+// OS in alloc_*.go); where the file system cannot tell, everything is data,
+// and the converter's zero detection finds the zeros.
 func (m *Image) Extents(off, n int64) ([]disk.Extent, error) {
 	end := min(off+n, m.size)
 	if off < 0 || off >= end {
 		return nil, nil
 	}
-	var out []disk.Extent
-	add := func(e disk.Extent) {
-		if e.Length <= 0 {
-			return
-		}
-		if k := len(out) - 1; k >= 0 && out[k].Zero == e.Zero && out[k].End() == e.Offset {
-			out[k].Length += e.Length
-			return
-		}
-		out = append(out, e)
-	}
-	fd := int(m.f.Fd())
-	pos := off
-	for pos < end {
-		data, err := syscall.Seek(fd, pos, seekData)
-		if err != nil {
-			if errors.Is(err, syscall.ENXIO) { // no data after pos: a hole to EOF
-				add(disk.Extent{Offset: pos, Length: end - pos, Zero: true})
-				return out, nil
-			}
-			// SEEK_DATA unsupported here: report data and let zero detection work.
-			add(disk.Extent{Offset: pos, Length: end - pos})
-			return out, nil
-		}
-		if data > pos {
-			add(disk.Extent{Offset: pos, Length: min(data, end) - pos, Zero: true})
-			if data >= end {
-				break
-			}
-		}
-		hole, err := syscall.Seek(fd, data, seekHole)
-		if err != nil {
-			hole = end
-		}
-		add(disk.Extent{Offset: data, Length: min(hole, end) - data})
-		pos = hole
-	}
+	var out extentList
+	dataExtents(m.f, off, end, &out)
 	return out, nil
+}
+
+// extentList collects extents reported in order and coalesces neighbours of
+// the same kind, as disk.Image.Extents promises.
+type extentList []disk.Extent
+
+// add appends [from, to) as data or, if zero, as a hole; empty runs are
+// dropped.
+func (l *extentList) add(from, to int64, zero bool) {
+	if to <= from {
+		return
+	}
+	if k := len(*l) - 1; k >= 0 && (*l)[k].Zero == zero && (*l)[k].End() == from {
+		(*l)[k].Length += to - from
+		return
+	}
+	*l = append(*l, disk.Extent{Offset: from, Length: to - from, Zero: zero})
 }
 
 // Writer writes a raw image: a sparse file of exactly the virtual size.
@@ -115,6 +91,7 @@ func Create(f *os.File, size int64, _ disk.CreateOptions) (disk.Writer, error) {
 	if size < 0 {
 		return nil, fmt.Errorf("raw: negative size %d", size)
 	}
+	makeSparse(f)
 	if err := f.Truncate(size); err != nil {
 		return nil, fmt.Errorf("raw: %w", err)
 	}
