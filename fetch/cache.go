@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 )
 
 // CacheDirEnv names the environment variable that overrides the default
@@ -105,14 +108,21 @@ const maxMetaSize = 64 << 10
 // entryMeta is KEY.json: what was downloaded, and which digests it was
 // verified against.
 type entryMeta struct {
-	URL          string    `json:"url"`
-	ETag         string    `json:"etag,omitempty"`
-	LastModified string    `json:"last_modified,omitempty"`
-	Size         int64     `json:"size"`                  // bytes as published
-	Compression  string    `json:"compression,omitempty"` // gzip, xz, bzip2, zstd
-	ImageSize    int64     `json:"image_size,omitempty"`  // bytes once decompressed
-	Digests      digestMap `json:"digests,omitempty"`     // digestKey -> lowercase hex
-	Fetched      time.Time `json:"fetched"`
+	URL          string `json:"url"`
+	ETag         string `json:"etag,omitempty"`
+	LastModified string `json:"last_modified,omitempty"`
+	Size         int64  `json:"size"`                  // bytes as published
+	Compression  string `json:"compression,omitempty"` // gzip, xz, bzip2, zstd
+	ImageSize    int64  `json:"image_size,omitempty"`  // bytes once decompressed
+	// SHA256 is the digest of KEY.download, always computed while it
+	// downloads: a damaged copy is noticed before reuse even when no
+	// checksum is given.
+	SHA256 string `json:"sha256"`
+	// ImageDigest is KEY.image's digest (imagedigest.go), for compressed
+	// downloads.
+	ImageDigest string    `json:"image_digest,omitempty"`
+	Digests     digestMap `json:"digests,omitempty"` // digestKey -> lowercase hex
+	Fetched     time.Time `json:"fetched"`
 }
 
 type digestMap map[string]string
@@ -148,6 +158,12 @@ func parseMeta(data []byte) (*entryMeta, error) {
 	default:
 		return nil, fmt.Errorf("cache metadata: unknown compression %q", m.Compression)
 	}
+	if len(m.SHA256) != 64 || !isLowerHex(m.SHA256) {
+		return nil, errors.New("cache metadata: no sha256 of the download (written by an older version)")
+	}
+	if d, ok := strings.CutPrefix(m.ImageDigest, imageDigestV); m.Compression != "" && (!ok || len(d) != 64 || !isLowerHex(d)) {
+		return nil, errors.New("cache metadata: no digest of the decompressed copy")
+	}
 	for k, v := range m.Digests {
 		if k == "" || v == "" || !isLowerHex(v) {
 			return nil, fmt.Errorf("cache metadata: bad digest %q: %q", k, v)
@@ -167,17 +183,16 @@ func isLowerHex(s string) bool {
 }
 
 // partialState is KEY.partial.json: enough to resume KEY.download.partial
-// and, where the hash can be saved, to go on hashing without reading the
-// kept bytes again.
+// safely: where its first Bytes bytes came from (the validators a resume
+// must match) and their SHA-256, which they must still have when a later
+// run takes them up. Bytes after the first Bytes are not kept.
 type partialState struct {
 	URL          string `json:"url"`
 	ETag         string `json:"etag,omitempty"`
 	LastModified string `json:"last_modified,omitempty"`
 	Total        int64  `json:"total"` // -1 when the server did not say
-	Bytes        int64  `json:"bytes"` // the length the hash state covers
-	Algorithm    string `json:"algorithm,omitempty"`
-	ReadBytes    int64  `json:"read_bytes,omitempty"`
-	HashState    []byte `json:"hash_state,omitempty"` // encoding.BinaryMarshaler output
+	Bytes        int64  `json:"bytes"`
+	SHA256       string `json:"sha256"` // of the first Bytes bytes
 }
 
 func parseState(data []byte) (*partialState, error) {
@@ -188,15 +203,16 @@ func parseState(data []byte) (*partialState, error) {
 	if err := json.Unmarshal(data, &s); err != nil {
 		return nil, fmt.Errorf("partial download state: %w", err)
 	}
-	if s.URL == "" || s.Bytes < 0 || s.Total < -1 || s.ReadBytes < 0 || (s.Total >= 0 && s.Bytes > s.Total) {
+	if s.URL == "" || s.Bytes < 0 || s.Total < -1 || (s.Total >= 0 && s.Bytes > s.Total) || len(s.SHA256) != 64 || !isLowerHex(s.SHA256) {
 		return nil, errors.New("partial download state: inconsistent")
 	}
 	return &s, nil
 }
 
-// readSmall reads a metadata file, at most maxMetaSize+1 bytes.
+// readSmall reads a metadata file, at most maxMetaSize+1 bytes. A link, a
+// FIFO or another user's file is not ours: an error, so a miss.
 func readSmall(name string) ([]byte, error) {
-	f, err := os.Open(name)
+	f, err := safefile.OpenOwned(name)
 	if err != nil {
 		return nil, err
 	}
@@ -230,8 +246,8 @@ func writeJSON(name string, v any) error {
 	return nil
 }
 
-// loadMeta returns the entry's metadata when the entry is whole: its
-// files exist with the sizes it records. Anything else is a miss.
+// loadMeta returns the entry's metadata, or nil. Its files are checked
+// when they are used (useCached).
 func (e entry) loadMeta() *entryMeta {
 	data, err := readSmall(e.meta())
 	if err != nil {
@@ -240,14 +256,6 @@ func (e entry) loadMeta() *entryMeta {
 	m, err := parseMeta(data)
 	if err != nil || m.URL != e.url {
 		return nil
-	}
-	if st, err := os.Stat(e.download()); err != nil || !st.Mode().IsRegular() || st.Size() != m.Size {
-		return nil
-	}
-	if m.Compression != "" {
-		if st, err := os.Stat(e.image()); err != nil || !st.Mode().IsRegular() || st.Size() != m.ImageSize {
-			return nil
-		}
 	}
 	return m
 }
@@ -279,4 +287,21 @@ func (e entry) removeComplete() {
 	os.Remove(e.meta())
 	os.Remove(e.download())
 	os.Remove(e.image())
+}
+
+// checkCacheDir refuses a downloads directory that is a link (its target
+// is not ours to fill) or that belongs to another user (who could plant
+// anything in it).
+func checkCacheDir(dir string) error {
+	st, err := os.Lstat(dir)
+	if err != nil {
+		return err
+	}
+	if st.Mode()&fs.ModeSymlink != 0 {
+		return errors.New("it is a symbolic link; remove it, or point the cache at the directory it links to")
+	}
+	if !st.IsDir() {
+		return errors.New("it is not a directory")
+	}
+	return checkDirOwner(st)
 }

@@ -6,12 +6,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
+	"path/filepath"
 	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 )
 
 // sniffLen is how many leading bytes decide whether a download is
@@ -82,23 +86,35 @@ func (s *sink) compression() string {
 	return s.dec.kind
 }
 
-// finish ends the input and waits for the decoder: the compression ("" for
-// none) and the decompressed size.
-func (s *sink) finish() (string, int64, error) {
+// decompressed is the sink's product: the decompressed copy, open, with
+// its size and image digest.
+type decompressed struct {
+	kind   string // "" when the file was not compressed: then nothing else is set
+	file   *os.File
+	size   int64
+	digest string
+}
+
+// finish ends the input and waits for the decoder. The copy's file stays
+// open: it is handed on as it is, never opened again by name.
+func (s *sink) finish() (decompressed, error) {
 	if !s.decided {
 		s.decide()
 	}
 	if s.dec == nil {
-		return "", 0, nil
+		return decompressed{}, nil
 	}
-	size, err := s.dec.finish()
-	return s.dec.kind, size, err
+	err := s.dec.finish()
+	return decompressed{kind: s.dec.kind, file: s.dec.out, size: s.dec.size, digest: s.dec.digest}, err
 }
 
 // abort stops the decoder and removes its output.
 func (s *sink) abort() {
 	if s.dec != nil {
 		s.dec.abort()
+		if s.dec.out != nil {
+			s.dec.out.Close()
+		}
 		s.dec = nil
 	}
 	os.Remove(s.path)
@@ -123,7 +139,9 @@ type decoder struct {
 	done     chan struct{} // closed when run returns
 	closed   bool
 	err      error
+	out      *os.File // the decompressed copy, open until the sink's owner closes it
 	size     int64
+	digest   string
 	stopOnce sync.Once
 }
 
@@ -148,13 +166,13 @@ func (d *decoder) write(p []byte) {
 	}
 }
 
-func (d *decoder) finish() (int64, error) {
+func (d *decoder) finish() error {
 	if !d.closed {
 		d.closed = true
 		close(d.in)
 	}
 	<-d.done
-	return d.size, d.err
+	return d.err
 }
 
 func (d *decoder) abort() {
@@ -193,13 +211,19 @@ func (r *chanReader) Read(p []byte) (int, error) {
 func (d *decoder) run(path string) {
 	defer close(d.done)
 	src := &chanReader{d: d}
-	out, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
+	// Whatever is at the name (a copy an earlier run left, or a link
+	// planted there) goes: the copy is created new, never written through.
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		d.err = fmt.Errorf("removing an old decompressed copy: %w", err)
+		return
+	}
+	out, err := safefile.Create(path, 0o644)
 	if err != nil {
 		d.err = fmt.Errorf("creating the decompressed copy: %w", err)
 		return
 	}
-	defer out.Close()
-	d.size, d.err = decompress(d.kind, out, src)
+	d.out = out
+	d.size, d.digest, d.err = decompress(d.kind, out, src)
 	if d.err == nil {
 		// Bytes after the compressed data are not part of any image. The
 		// decoders read ahead for a next stream, so this also drains the
@@ -212,48 +236,45 @@ func (d *decoder) run(path string) {
 			d.err = fmt.Errorf("%d bytes of trailing data after the %s stream", n, d.kind)
 		}
 	}
-	if d.err == nil {
-		d.err = out.Close()
-	}
 }
 
 // decompress writes the decompressed src to out, sparsely, and returns its
-// size.
-func decompress(kind string, out *os.File, src io.Reader) (int64, error) {
+// size and image digest.
+func decompress(kind string, out *os.File, src io.Reader) (int64, string, error) {
 	var r io.Reader
 	switch kind {
 	case "gzip":
 		zr, err := gzip.NewReader(src)
 		if err != nil {
-			return 0, fmt.Errorf("gzip: %w", err)
+			return 0, "", fmt.Errorf("gzip: %w", err)
 		}
 		defer zr.Close()
 		r = zr
 	case "zstd":
 		zr, err := zstd.NewReader(src)
 		if err != nil {
-			return 0, fmt.Errorf("zstd: %w", err)
+			return 0, "", fmt.Errorf("zstd: %w", err)
 		}
 		defer zr.Close()
 		r = zr.IOReadCloser()
 	case "xz":
 		zr, err := xz.NewReader(src)
 		if err != nil {
-			return 0, fmt.Errorf("xz: %w", err)
+			return 0, "", fmt.Errorf("xz: %w", err)
 		}
 		r = zr
 	case "bzip2":
 		r = bzip2.NewReader(src)
 	default:
-		return 0, fmt.Errorf("unknown compression %q", kind)
+		return 0, "", fmt.Errorf("unknown compression %q", kind)
 	}
-	w := &sparseWriter{f: out}
+	w := &sparseWriter{f: out, digest: newBlockDigester(), space: spaceGuard{dir: filepath.Dir(out.Name())}}
 	buf := make([]byte, chunkSize)
 	for {
 		n, err := r.Read(buf)
 		if n > 0 {
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return w.off, fmt.Errorf("writing the decompressed copy: %w", werr)
+				return w.off, "", fmt.Errorf("writing the decompressed copy: %w", werr)
 			}
 		}
 		if err == io.EOF {
@@ -261,12 +282,12 @@ func decompress(kind string, out *os.File, src io.Reader) (int64, error) {
 		}
 		if err != nil {
 			if errors.Is(err, errAborted) {
-				return w.off, err
+				return w.off, "", err
 			}
-			return w.off, fmt.Errorf("%s: %w", kind, err)
+			return w.off, "", fmt.Errorf("%s: %w", kind, err)
 		}
 	}
-	return w.off, w.finish()
+	return w.off, w.digest.sum(), w.finish()
 }
 
 // sparseWriter writes a fresh file front to back and leaves a hole where a
@@ -274,8 +295,10 @@ func decompress(kind string, out *os.File, src io.Reader) (int64, error) {
 // correct at any alignment, since a fresh file reads as zeros wherever it
 // was not written; aligned blocks only make the holes real.
 type sparseWriter struct {
-	f   *os.File
-	off int64
+	f      *os.File
+	off    int64
+	digest *blockDigester // the image digest of everything written
+	space  spaceGuard     // a decompression bomb must not fill the disk
 }
 
 const sparseBlock = 4096
@@ -284,6 +307,9 @@ var zeroBlock [sparseBlock]byte
 
 func (w *sparseWriter) Write(p []byte) (int, error) {
 	total := len(p)
+	if w.digest != nil {
+		w.digest.Write(p)
+	}
 	start := w.off // start of the pending run of data
 	var run []byte
 	flush := func() error {
@@ -291,6 +317,7 @@ func (w *sparseWriter) Write(p []byte) (int, error) {
 			if _, err := w.f.WriteAt(run, start); err != nil {
 				return err
 			}
+			return w.space.wrote(int64(len(run)))
 		}
 		return nil
 	}

@@ -2,7 +2,7 @@ package fetch
 
 import (
 	"context"
-	"encoding"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,10 +10,12 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
+	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 )
 
@@ -30,17 +32,24 @@ type download struct {
 	written            int64    // bytes of the published file in file (and hashed)
 	total              int64    // its size; -1 while unknown
 	etag, lastModified string
-	hash               hash.Hash // nil without want
-	hw                 io.Writer // hash, fed only the first ReadBytes bytes
+	sha                hash.Hash // SHA-256 of the whole file, always: recorded in KEY.json
+	hash               hash.Hash // the checksum asked for; nil without want
+	hw                 io.Writer // sha and hash (the latter fed only the first ReadBytes bytes)
 	sink               *sink
 	consumer           *consumer // feeds hw and sink off the download's goroutine
-	saved              int64     // written when the state was last saved
+	space              spaceGuard
+	saved              int64 // written when the state was last saved
 	buf                []byte
 	attempts           int
+	resumed            bool // some bytes came from before a resume
+	restarted          bool // a mismatch after a resume was downloaded again once
 	started            time.Time
 }
 
 func (d *download) say(format string, args ...any) { d.o.say(format, args...) }
+
+// errRestart: the whole file is to be downloaded again from byte 0.
+var errRestart = errors.New("restart the download")
 
 func (d *download) run(ctx context.Context, first *reply) (err error) {
 	if err := d.open(ctx); err != nil {
@@ -64,23 +73,37 @@ func (d *download) run(ctx context.Context, first *reply) (err error) {
 			}
 		}
 	}()
-	if err := d.transfer(ctx, first); err != nil {
-		return err
+	for {
+		if err := d.transfer(ctx, first); err != nil {
+			return err
+		}
+		first = nil
+		if err := d.complete(); !errors.Is(err, errRestart) {
+			return err
+		}
 	}
-	return d.complete()
+}
+
+// strongValidator reports whether a resume can be checked against what
+// the server says: a strong ETag, or a Last-Modified together with the
+// length (a weak ETag, or a date alone, lets a changed file pass for the
+// kept one: RFC 9110 13.1.5 wants the If-Range validator strong).
+func strongValidator(etag, lastModified string, total int64) bool {
+	return (etag != "" && !strings.HasPrefix(etag, "W/")) || (lastModified != "" && total >= 0)
 }
 
 // open opens the partial file and takes up what an earlier run left there,
-// when it can be trusted: bytes from the same URL, with a validator the
-// server can confirm them against (If-Range) or a checksum that will judge
-// them.
+// when it can be trusted: bytes from the same URL, with a strong validator
+// a resume can be checked against, that still have the digest saved with
+// them. The file is never written through a link or another name.
 func (d *download) open(ctx context.Context) error {
 	d.total = -1
 	d.buf = make([]byte, chunkSize)
 	d.started = time.Now()
 	d.sink = newSink(d.e.imagePartial())
+	d.space = spaceGuard{dir: filepath.Dir(d.e.partial())}
 	d.newHash()
-	f, err := os.OpenFile(d.e.partial(), os.O_RDWR|os.O_CREATE, 0o644)
+	f, _, err := safefile.OpenWritable(d.e.partial(), 0o644)
 	if err != nil {
 		return newError(KindCache, d.e.url, err, "Failed to create the download of %s in the cache: %v", d.e.url, err)
 	}
@@ -90,79 +113,60 @@ func (d *download) open(ctx context.Context) error {
 		f.Close()
 		return newError(KindCache, d.e.url, err, "Failed to read the partial download of %s: %v", d.e.url, err)
 	}
-	kept := st.Size()
+	onDisk, kept := st.Size(), int64(0)
 	state := d.e.loadState()
-	if kept > 0 {
+	if onDisk > 0 {
 		why := ""
 		switch {
 		case state == nil:
 			why = "there is no record of where they came from"
-		case state.ETag == "" && state.LastModified == "" && d.want == nil:
-			why = "the server gave no ETag or Last-Modified to confirm them with, and no checksum is given"
-		case state.Total >= 0 && kept > state.Total:
-			why = "there are more of them than the file has"
+		case !strongValidator(state.ETag, state.LastModified, state.Total):
+			why = "the server gave no strong validator (an ETag, or a Last-Modified and a length) that a resume could be checked against"
+		case state.Bytes > onDisk:
+			why = "fewer of them are left than were recorded"
 		}
 		if why != "" {
-			d.say("Discarding %d bytes of an earlier download of %s: %s", kept, d.e.url, why)
-			kept = 0
+			d.say("Discarding %d bytes of an earlier download of %s: %s", onDisk, d.e.url, why)
+		} else {
+			kept = state.Bytes
+		}
+	}
+	// Only a file with bytes in it is cut: on ext4 a truncation to zero
+	// marks the file for a flush of all its data when it is closed
+	// (auto_da_alloc), which would make the download wait for the disk.
+	// Bytes after the last saved state are not vouched for by its digest.
+	if onDisk != kept {
+		if err := f.Truncate(kept); err != nil {
+			f.Close()
+			return newError(KindCache, d.e.url, err, "Failed to reset the partial download of %s: %v", d.e.url, err)
 		}
 	}
 	if kept == 0 {
 		os.Remove(d.e.state())
-		// Only a file with bytes in it is emptied: on ext4 a truncation to
-		// zero marks the file for a flush of all its data when it is closed
-		// (auto_da_alloc), which would make the download wait for the disk.
-		if st.Size() != 0 {
-			if err := f.Truncate(0); err != nil {
-				f.Close()
-				return newError(KindCache, d.e.url, err, "Failed to reset the partial download of %s: %v", d.e.url, err)
-			}
-		}
 		return nil
 	}
 	d.etag, d.lastModified, d.total = state.ETag, state.LastModified, state.Total
-	hashed := kept // bytes the hash covers already
-	if d.want != nil {
-		hashed = 0
-		if state.Algorithm == d.want.Algorithm && state.ReadBytes == d.want.ReadBytes && state.Bytes <= kept && d.restoreHash(state.HashState, state.Bytes) {
-			hashed = state.Bytes
-		}
-	}
-	if err := d.takeUp(ctx, kept, hashed); err != nil {
+	if err := d.takeUp(ctx, kept); err != nil {
 		f.Close()
 		return err
 	}
+	if got := hex.EncodeToString(d.sha.Sum(nil)); got != state.SHA256 {
+		d.say("Discarding %d bytes of an earlier download of %s: they no longer have the sha256 saved with them (%s, not %s): the cache was changed or damaged", kept, d.e.url, got, state.SHA256)
+		return d.reset()
+	}
+	d.resumed = true
 	note := ""
-	switch {
-	case d.want == nil:
-	case hashed == kept:
-		note = "; the saved hash state goes on from there"
-	default:
-		note = fmt.Sprintf("; %d kept bytes were hashed again", kept-hashed)
-	}
 	if c := d.sink.compression(); c != "" {
-		note += fmt.Sprintf("; the kept %s data was decompressed again", c)
+		note = fmt.Sprintf("; the kept %s data was decompressed again", c)
 	}
-	d.say("Resuming the download of %s at byte %d, kept from an earlier run%s", d.e.url, kept, note)
+	d.say("Resuming the download of %s at byte %d, kept from an earlier run (checked against the sha256 saved with them)%s", d.e.url, kept, note)
 	return nil
 }
 
-// takeUp feeds the kept bytes to what needs them: the hash from byte
-// hashed on, and the decompressor (all of them) when the file is
-// compressed. This is the only time a byte is read back.
-func (d *download) takeUp(ctx context.Context, kept, hashed int64) error {
-	head := make([]byte, min(kept, sniffLen))
-	if _, err := d.file.ReadAt(head, 0); err != nil {
-		return newError(KindCache, d.e.url, err, "Failed to read the partial download of %s: %v", d.e.url, err)
-	}
-	from := hashed
-	if sniffCompression(head) != "" {
-		from = 0
-	}
-	if from > 0 {
-		d.sink.write(head)
-	}
-	for off := from; off < kept; {
+// takeUp reads the kept bytes back once, into the hashes (which check
+// them) and the decompressor.
+func (d *download) takeUp(ctx context.Context, kept int64) error {
+	for off := int64(0); off < kept; {
 		if err := ctx.Err(); err != nil {
 			// The partial file and its state stay as they are, for next time.
 			return newError(KindDownload, d.e.url, errors.Join(ErrInterrupted, err), "Interrupted while resuming the download of %s", d.e.url)
@@ -170,10 +174,8 @@ func (d *download) takeUp(ctx context.Context, kept, hashed int64) error {
 		n, err := d.file.ReadAt(d.buf[:min(int64(len(d.buf)), kept-off)], off)
 		if n > 0 {
 			chunk := d.buf[:n]
+			d.hw.Write(chunk)
 			d.sink.write(chunk)
-			if off+int64(n) > hashed {
-				d.hw.Write(chunk[max(hashed-off, 0):])
-			}
 			off += int64(n)
 		}
 		if err != nil && !(errors.Is(err, io.EOF) && off == kept) {
@@ -185,53 +187,34 @@ func (d *download) takeUp(ctx context.Context, kept, hashed int64) error {
 }
 
 func (d *download) newHash() {
+	d.sha = sha256.New()
 	if d.want == nil {
-		d.hash, d.hw = nil, io.Discard
+		d.hash, d.hw = nil, d.sha
+		return
+	}
+	if d.want.Algorithm == "sha256" && d.want.ReadBytes == 0 {
+		d.hash, d.hw = d.sha, d.sha
 		return
 	}
 	h, err := checksum.New(d.want.Algorithm)
 	if err != nil { // checked when the request was read
 		panic(err)
 	}
-	d.hash, d.hw = h, checksum.NewLimited(h, d.want.ReadBytes)
+	d.hash, d.hw = h, io.MultiWriter(d.sha, checksum.NewLimited(h, d.want.ReadBytes))
 }
 
-// restoreHash loads a saved hash state that covers the first covered bytes.
-func (d *download) restoreHash(state []byte, covered int64) bool {
-	u, ok := d.hash.(encoding.BinaryUnmarshaler)
-	if !ok || len(state) == 0 {
-		return false
-	}
-	if err := u.UnmarshalBinary(state); err != nil {
-		d.newHash()
-		return false
-	}
-	switch rb := d.want.ReadBytes; {
-	case rb <= 0:
-		d.hw = d.hash
-	case covered >= rb:
-		d.hw = io.Discard
-	default:
-		d.hw = checksum.NewLimited(d.hash, rb-covered)
-	}
-	return true
-}
-
-// saveState records how far the partial file got, with the hash state
-// where the hash can save it, so that the next attempt or run resumes.
+// saveState records how far the partial file got, with the validators a
+// resume must match and the digest of the bytes so far, so that the next
+// attempt or run resumes, and takes up only bytes that are still whole.
 func (d *download) saveState() {
 	d.consumer.sync()
 	d.saved = d.written
-	if d.written == 0 {
+	if d.written == 0 || !strongValidator(d.etag, d.lastModified, d.total) {
 		os.Remove(d.e.state())
 		return
 	}
-	st := partialState{URL: d.e.url, ETag: d.etag, LastModified: d.lastModified, Total: d.total, Bytes: d.written}
-	if m, ok := d.hash.(encoding.BinaryMarshaler); ok {
-		if b, err := m.MarshalBinary(); err == nil {
-			st.Algorithm, st.ReadBytes, st.HashState = d.want.Algorithm, d.want.ReadBytes, b
-		}
-	}
+	st := partialState{URL: d.e.url, ETag: d.etag, LastModified: d.lastModified, Total: d.total, Bytes: d.written,
+		SHA256: hex.EncodeToString(d.sha.Sum(nil))}
 	writeJSON(d.e.state(), st) // without it the next run starts over: no harm done
 }
 
@@ -245,6 +228,7 @@ func (d *download) reset() error {
 	}
 	d.written, d.saved, d.total = 0, 0, -1
 	d.etag, d.lastModified = "", ""
+	d.resumed = false
 	d.newHash()
 	os.Remove(d.e.state())
 	return nil
@@ -252,8 +236,9 @@ func (d *download) reset() error {
 
 // transfer runs attempts until the whole file is in, retrying transient
 // failures with backoff. A failure that made no progress counts towards
-// o.retries; one after which the file had grown does not, up to maxResumes.
-// With o.retries 0 nothing is retried.
+// o.retries; one after which the file had grown does not, up to maxResumes
+// (a download too slow to go on always counts). With o.retries 0 nothing
+// is retried.
 func (d *download) transfer(ctx context.Context, first *reply) error {
 	failures, resumes := 0, 0
 	best := d.written
@@ -276,10 +261,11 @@ func (d *download) transfer(ctx context.Context, first *reply) error {
 		if !isTransient(err) {
 			return newError(KindDownload, d.e.url, err, "Failed to download %s: %v%s", d.e.url, err, d.keptNote())
 		}
-		if d.written > best {
+		if d.written > best && !errors.Is(err, ErrTooSlow) {
 			best, failures = d.written, 0
 			resumes++
 		} else {
+			best = max(best, d.written)
 			failures++
 		}
 		if failures > d.o.retries || resumes > maxResumes || d.o.retries == 0 {
@@ -310,13 +296,50 @@ func (d *download) interrupted(cause error) error {
 }
 
 // ifRange is the validator that makes a Range request safe: the server
-// sends the whole file instead when it no longer matches. RFC 9110 13.1.5
-// wants a strong ETag or a date.
+// sends the whole file instead when it no longer matches. "" when there is
+// no strong one: then nothing is resumed.
 func (d *download) ifRange() string {
-	if d.etag != "" && !strings.HasPrefix(d.etag, "W/") {
+	switch {
+	case d.etag != "" && !strings.HasPrefix(d.etag, "W/"):
 		return d.etag
+	case d.lastModified != "" && d.total >= 0:
+		return d.lastModified
 	}
-	return d.lastModified
+	return ""
+}
+
+// sameVersion checks a 206 answer against what the kept bytes came from:
+// the range must start where they end, and the ETag (or the Last-Modified
+// and the length) must be the ones they were sent with. It says what
+// differs, or "".
+func (d *download) sameVersion(resp *http.Response) string {
+	cr := resp.Header.Get("Content-Range")
+	start, _, total, ok := parseContentRange(cr)
+	switch {
+	case !ok:
+		return fmt.Sprintf("an unreadable Content-Range %q", cr)
+	case start != d.written:
+		return fmt.Sprintf("the range %q", cr)
+	case d.total >= 0 && total >= 0 && total != d.total:
+		return fmt.Sprintf("a length of %d bytes instead of %d", total, d.total)
+	}
+	etag, lm := resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	if d.etag != "" && !strings.HasPrefix(d.etag, "W/") {
+		if etag != d.etag {
+			return fmt.Sprintf("the ETag %q instead of %q", etag, d.etag)
+		}
+		return ""
+	}
+	if lm != d.lastModified {
+		return fmt.Sprintf("the Last-Modified %q instead of %q", lm, d.lastModified)
+	}
+	if total < 0 && resp.ContentLength >= 0 {
+		total = start + resp.ContentLength
+	}
+	if total != d.total {
+		return "no length to check against the kept bytes"
+	}
+	return ""
 }
 
 // attempt makes one request (or uses first) and copies its body.
@@ -325,8 +348,14 @@ func (d *download) attempt(ctx context.Context, r *reply) error {
 	if r == nil {
 		h := http.Header{}
 		if d.written > 0 {
-			h.Set("Range", fmt.Sprintf("bytes=%d-", d.written))
-			if v := d.ifRange(); v != "" {
+			v := d.ifRange()
+			if v == "" {
+				d.say("The %d bytes of %s received so far cannot be resumed safely (the server gave no strong validator: an ETag, or a Last-Modified and a length); starting again from byte 0", d.written, d.e.url)
+				if err := d.reset(); err != nil {
+					return err
+				}
+			} else {
+				h.Set("Range", fmt.Sprintf("bytes=%d-", d.written))
 				h.Set("If-Range", v)
 			}
 		}
@@ -347,31 +376,29 @@ func (d *download) attempt(ctx context.Context, r *reply) error {
 		}
 		d.total = resp.ContentLength
 	case http.StatusPartialContent:
-		start, _, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if etag := resp.Header.Get("ETag"); ok && d.etag != "" && etag != "" && etag != d.etag {
-			ok, start = false, -1
+		if d.written == 0 {
+			// An answer to no Range request: take it only when it is the
+			// whole file.
+			start, _, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+			if !ok || start != 0 {
+				return transient(fmt.Errorf("the server answered a request for the whole file with the range %q", resp.Header.Get("Content-Range")))
+			}
+			d.total = total
+			break
 		}
-		if !ok || start != d.written {
-			what := resp.Header.Get("Content-Range")
+		if why := d.sameVersion(resp); why != "" {
+			from := d.written
 			if err := d.reset(); err != nil {
 				return err
 			}
-			if !ok || start != 0 {
-				return transient(fmt.Errorf("the server answered a request for the bytes from %d with the range %q (or another version of the file); starting again from byte 0", d.written, what))
-			}
+			return transient(fmt.Errorf("the server answered the request for the bytes from %d with %s: it may be another version of the file; starting again from byte 0", from, why))
 		}
-		if total < 0 && resp.ContentLength >= 0 {
-			total = start + resp.ContentLength
-		}
-		d.total = total
-		if start > 0 {
-			d.say("Resumed the download of %s at byte %d", d.e.url, start)
-		}
+		d.resumed = true
+		d.say("Resumed the download of %s at byte %d", d.e.url, d.written)
 	case http.StatusRequestedRangeNotSatisfiable:
 		_, _, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
-		if d.written > 0 && ((ok && total == d.written) || d.total == d.written) {
-			d.total = d.written // it was all here already
-			return nil
+		if d.written > 0 && ok && total == d.written && d.total == d.written {
+			return nil // it was all here already
 		}
 		if err := d.reset(); err != nil {
 			return err
@@ -380,17 +407,42 @@ func (d *download) attempt(ctx context.Context, r *reply) error {
 	default:
 		return retryable(resp)
 	}
-	d.etag, d.lastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	if resp.StatusCode == http.StatusOK || d.written == 0 {
+		d.etag, d.lastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")
+	}
+	if err := d.checkRoom(); err != nil {
+		return err
+	}
 	return d.copyBody(ctx, r)
+}
+
+// checkRoom refuses, before a byte is written, a file that the limit or
+// the cache's free space cannot hold.
+func (d *download) checkRoom() error {
+	if d.total < 0 {
+		return nil
+	}
+	if d.o.maxSize > 0 && d.total > d.o.maxSize {
+		d.discard()
+		return newError(KindDownload, d.e.url, ErrTooLarge, "Failed to download %s: it is %d bytes (%s), more than the limit of %s (--max-download-size)",
+			d.e.url, d.total, size.Format(d.total), size.Format(d.o.maxSize))
+	}
+	if free, ok := freeSpace(d.space.dir); ok && d.total-d.written > free-minFreeSpace {
+		return newError(KindCache, d.e.url, ErrNoSpace, "Failed to download %s: it needs %s more in the cache at %s, which has %s free (and %s are kept free); free some space or use another --cache-dir",
+			d.e.url, size.Format(d.total-d.written), d.space.dir, size.Format(free), size.Format(minFreeSpace))
+	}
+	return nil
 }
 
 // copyBody writes the body to the partial file, the hash and the sink in
 // one pass. A read that waits longer than the idle timeout cancels the
-// request (the download resumes from there).
+// request, and so does a rate below the minimum over a window (the
+// download resumes from there).
 func (d *download) copyBody(ctx context.Context, r *reply) error {
 	idle := d.o.idleTimeout
 	timer := time.AfterFunc(idle, func() { r.cancel(ErrIdleTimeout) })
 	defer timer.Stop()
+	windowStart, windowBytes := time.Now(), int64(0)
 	for {
 		buf := d.consumer.buffer()
 		n, err := r.resp.Body.Read(buf)
@@ -420,6 +472,14 @@ func (d *download) copyBody(ctx context.Context, r *reply) error {
 			msg, _ := describeNetError(err)
 			return transient(fmt.Errorf("%s after %d bytes: %w", msg, d.written, err))
 		}
+		windowBytes += int64(n)
+		if el := time.Since(windowStart); d.o.minRate > 0 && el >= d.o.rateWindow {
+			if rate := float64(windowBytes) / el.Seconds(); rate < float64(d.o.minRate) {
+				return transient(fmt.Errorf("%w: %s/s over the last %v, below the minimum of %s/s (--min-download-rate), after %d bytes",
+					ErrTooSlow, size.Format(int64(rate)), el.Round(time.Second), size.Format(d.o.minRate), d.written))
+			}
+			windowStart, windowBytes = time.Now(), 0
+		}
 	}
 	if d.total >= 0 && d.written != d.total {
 		return transient(fmt.Errorf("%w: the server sent %d of %d bytes", ErrShortBody, d.written, d.total))
@@ -431,6 +491,12 @@ func (d *download) copyBody(ctx context.Context, r *reply) error {
 // write puts p, a buffer from the consumer, in the partial file and hands
 // it on to be hashed and decompressed.
 func (d *download) write(p []byte) error {
+	if d.o.maxSize > 0 && d.written+int64(len(p)) > d.o.maxSize {
+		d.consumer.release(p)
+		d.discard()
+		return newError(KindDownload, d.e.url, ErrTooLarge, "Failed to download %s: it is more than the limit of %s (--max-download-size), and the server did not say how large it is",
+			d.e.url, size.Format(d.o.maxSize))
+	}
 	if _, err := d.file.WriteAt(p, d.written); err != nil {
 		d.consumer.release(p)
 		d.file.Truncate(d.written)
@@ -438,6 +504,10 @@ func (d *download) write(p []byte) error {
 	}
 	d.consumer.submit(p)
 	d.written += int64(len(p))
+	if err := d.space.wrote(int64(len(p))); err != nil {
+		d.saveState()
+		return newError(KindCache, d.e.url, err, "Failed to download %s: %v%s", d.e.url, err, d.keptNote())
+	}
 	if d.written-d.saved >= d.o.checkpoint {
 		d.saveState()
 	}
@@ -445,14 +515,26 @@ func (d *download) write(p []byte) error {
 }
 
 // complete verifies the whole file and puts it in place: a mismatch is
-// removed, never kept as a verified copy nor resumed from.
+// removed, never kept as a verified copy nor resumed from. A mismatch in
+// a file that was resumed is downloaded again once from byte 0, since the
+// server may have spliced two versions. The result's files are the ones
+// written, still open: never opened again by name.
 func (d *download) complete() error {
 	u := d.e.url
 	d.consumer.sync()
+	sum := hex.EncodeToString(d.sha.Sum(nil))
 	digest := ""
 	if d.want != nil {
 		digest = hex.EncodeToString(d.hash.Sum(nil))
 		if digest != d.want.Value {
+			if d.resumed && !d.restarted {
+				d.restarted = true
+				d.say("The checksum of the downloaded %s: %s does not match the expected checksum: %s; as it was resumed, part of it may come from another version of the file: downloading all of it again", u, digest, d.want.Value)
+				if err := d.reset(); err != nil {
+					return err
+				}
+				return errRestart
+			}
 			d.discard()
 			return newError(KindChecksum, u, &MismatchError{Algorithm: d.want.Algorithm, Expected: d.want.Value, Actual: digest},
 				"The checksum of the downloaded %s: %s does not match the expected checksum: %s (%s, from %s); the download is discarded",
@@ -460,46 +542,58 @@ func (d *download) complete() error {
 		}
 		d.say("The calculated checksum: %s matches the defined checksum: %s (%s of %s, from %s)", digest, d.want.Value, d.want.Algorithm, u, d.want.Source)
 	}
-	kind, imageSize, err := d.sink.finish()
+	dec, err := d.sink.finish()
 	if err != nil {
 		d.discard()
-		return newError(KindDownload, u, err, "Failed to decompress the downloaded %s (%s data, as its first bytes say): %v", u, kind, err)
+		if errors.Is(err, ErrNoSpace) {
+			return newError(KindCache, u, err, "Failed to decompress the downloaded %s: %v", u, err)
+		}
+		return newError(KindDownload, u, err, "Failed to decompress the downloaded %s (%s data, as its first bytes say): %v", u, dec.kind, err)
 	}
-	if err := d.file.Close(); err != nil {
+	fail := func(err error) error {
+		if dec.file != nil {
+			dec.file.Close()
+		}
 		d.discard()
-		return newError(KindCache, u, err, "Failed to write the download of %s to the cache: %v", u, err)
+		return newError(KindCache, u, err, "Failed to put the download of %s in place: %v", u, err)
 	}
 	// The metadata goes first and comes back last: a crash in between
 	// leaves a miss, never a hit on mismatched files.
 	os.Remove(d.e.meta())
-	if kind != "" {
+	if dec.kind != "" {
 		if err := os.Rename(d.e.imagePartial(), d.e.image()); err != nil {
-			d.discard()
-			return newError(KindCache, u, err, "Failed to put the download of %s in place: %v", u, err)
+			return fail(err)
 		}
 	} else {
 		os.Remove(d.e.image())
 	}
 	if err := os.Rename(d.e.partial(), d.e.download()); err != nil {
-		d.discard()
-		return newError(KindCache, u, err, "Failed to put the download of %s in place: %v", u, err)
+		return fail(err)
 	}
 	os.Remove(d.e.state())
-	m := &entryMeta{URL: u, ETag: d.etag, LastModified: d.lastModified, Size: d.written,
-		Compression: kind, ImageSize: imageSize, Fetched: time.Now().UTC()}
+	m := &entryMeta{URL: u, ETag: d.etag, LastModified: d.lastModified, Size: d.written, SHA256: sum,
+		Compression: dec.kind, ImageSize: dec.size, ImageDigest: dec.digest, Fetched: time.Now().UTC()}
 	if d.want != nil {
 		m.Digests = digestMap{digestKey(d.want.Algorithm, d.want.ReadBytes): digest}
 	}
 	if err := writeJSON(d.e.meta(), m); err != nil {
+		if dec.file != nil {
+			dec.file.Close()
+		}
+		d.file.Close()
 		return newError(KindCache, u, err, "Failed to record the download of %s in the cache: %v", u, err)
 	}
 	el := time.Since(d.started)
 	d.say("Downloaded %s: %d bytes (%s) in %v (%s/s) to %s", u, d.written, size.Format(d.written), el.Round(time.Millisecond),
 		size.Format(int64(float64(d.written)/max(el.Seconds(), 1e-3))), d.e.download())
-	if kind != "" {
-		d.say("Decompressed the %s data of %s while downloading: %d bytes (%s) in %s", kind, u, imageSize, size.Format(imageSize), d.e.image())
+	file, path := d.file, d.e.download()
+	if dec.kind != "" {
+		d.say("Decompressed the %s data of %s while downloading: %d bytes (%s) in %s", dec.kind, u, dec.size, size.Format(dec.size), d.e.image())
+		d.file.Close()
+		file, path = dec.file, d.e.image()
 	}
-	return d.e.openResult(m, d.want, digest, false, d.res)
+	fillResult(d.res, d.e, m, path, file, d.want, digest, false)
+	return nil
 }
 
 // discard removes a complete but unusable download.

@@ -69,6 +69,8 @@ var (
 	ErrShortBody        = errors.New("short body")
 	ErrIdleTimeout      = errors.New("no data received")
 	ErrInterrupted      = errors.New("interrupted")
+	ErrTooSlow          = errors.New("too slow")
+	ErrTooLarge         = errors.New("too large")
 )
 
 // MismatchError says which digest was expected and which one was found. It

@@ -105,6 +105,9 @@ type options struct {
 	idleTimeout time.Duration
 	userAgent   string
 	checkpoint  int64
+	maxSize     int64         // bytes; 0: no limit
+	minRate     int64         // bytes per second over rateWindow; 0: no minimum
+	rateWindow  time.Duration // how long a download may stay below minRate
 	messages    *[]string
 }
 
@@ -118,8 +121,18 @@ const (
 	// a link that drops every few MiB still finishes, an endless one does not.
 	maxResumes = 100
 	// checkpointBytes is how often the partial download's state is saved,
-	// so that even a killed process resumes without hashing everything again.
+	// so that even a killed process resumes from there.
 	checkpointBytes = 64 << 20
+	// DefaultMaxSize bounds a download (and a Content-Length we are told)
+	// unless WithLimits says otherwise: far above any cloud image, far
+	// below a disk that an endless body would fill.
+	DefaultMaxSize = 128 << 30
+	// DefaultMinRate over DefaultRateWindow: a server that trickles more
+	// slowly than this is given up on (and resumed), not waited for.
+	DefaultMinRate    = 1 << 10
+	DefaultRateWindow = 60 * time.Second
+	// maxRedirects is what browsers and net/http allow.
+	maxRedirects = 10
 )
 
 // WithHTTPClient uses c instead of the default client (to trust another CA,
@@ -144,6 +157,20 @@ func WithRetries(n int, backoff time.Duration) Option {
 // connection is given up and resumed (default 60s).
 func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
 
+// WithLimits bounds a download: at most maxSize bytes (0: no limit), and
+// at least minRate bytes per second over every window (0: no minimum; a
+// window of 0 means DefaultRateWindow). A download above maxSize fails
+// for good; one below minRate is resumed, as a stalled one is, a bounded
+// number of times.
+func WithLimits(maxSize, minRate int64, window time.Duration) Option {
+	return func(o *options) {
+		o.maxSize, o.minRate = max(maxSize, 0), max(minRate, 0)
+		if window > 0 {
+			o.rateWindow = window
+		}
+	}
+}
+
 // WithUserAgent sets the User-Agent header (default "gen-vm-image").
 func WithUserAgent(s string) Option { return func(o *options) { o.userAgent = s } }
 
@@ -155,6 +182,9 @@ func newOptions(opts []Option) *options {
 		idleTimeout: DefaultIdleTimeout,
 		userAgent:   "gen-vm-image",
 		checkpoint:  checkpointBytes,
+		maxSize:     DefaultMaxSize,
+		minRate:     DefaultMinRate,
+		rateWindow:  DefaultRateWindow,
 	}
 	for _, opt := range opts {
 		opt(o)
@@ -162,6 +192,10 @@ func newOptions(opts []Option) *options {
 	if o.client == nil {
 		o.client = newClient()
 	}
+	// Our redirect policy, on a copy of the caller's client.
+	c := *o.client
+	c.CheckRedirect = o.checkRedirect
+	o.client = &c
 	if o.idleTimeout <= 0 {
 		o.idleTimeout = DefaultIdleTimeout
 	}
@@ -223,6 +257,9 @@ func fetch(ctx context.Context, req Request, o *options, res *Result) error {
 	downloads := filepath.Join(dir, "downloads")
 	if err := os.MkdirAll(downloads, 0o755); err != nil {
 		return newError(KindCache, req.URLs[0], err, "Failed to create the download cache %s: %v", downloads, err)
+	}
+	if err := checkCacheDir(downloads); err != nil {
+		return newError(KindCache, req.URLs[0], err, "Refusing the download cache %s: %v", downloads, err)
 	}
 	want, err := expectedDigest(ctx, req, o)
 	if err != nil {
@@ -363,7 +400,7 @@ func fetchURL(ctx context.Context, o *options, e entry, want *digestSpec, res *R
 	var first *reply
 	if m := e.loadMeta(); m != nil {
 		if want != nil {
-			hit, err := verifyCached(ctx, o, e, m, want, res)
+			hit, err := useCachedCopy(ctx, o, e, m, want, res)
 			if hit || err != nil {
 				return err
 			}
@@ -382,7 +419,7 @@ func fetchURL(ctx context.Context, o *options, e entry, want *digestSpec, res *R
 // cachedCopy looks for a verified copy of e under its lock, without
 // downloading.
 func cachedCopy(ctx context.Context, o *options, e entry, want *digestSpec, res *Result) (bool, error) {
-	if _, err := os.Stat(e.meta()); err != nil {
+	if _, err := os.Lstat(e.meta()); err != nil {
 		return false, nil
 	}
 	lock, err := lockFile(ctx, e.lock(), func() {
@@ -399,39 +436,17 @@ func cachedCopy(ctx context.Context, o *options, e entry, want *digestSpec, res 
 	if m == nil {
 		return false, nil
 	}
-	return verifyCached(ctx, o, e, m, want, res)
+	return useCachedCopy(ctx, o, e, m, want, res)
 }
 
-// verifyCached reuses a cached copy when its checksum matches: a digest on
-// record that differs is a miss at once; otherwise the file is hashed again,
-// so that a damaged cache is noticed. A miss returns false and no error.
-func verifyCached(ctx context.Context, o *options, e entry, m *entryMeta, want *digestSpec, res *Result) (bool, error) {
-	key := digestKey(want.Algorithm, want.ReadBytes)
-	if got, ok := m.Digests[key]; ok && got != want.Value {
-		o.say("The cached copy of %s has the %s checksum %s, not %s; downloading it again", e.url, want.Algorithm, got, want.Value)
-		return false, nil
+// useCachedCopy reuses a cached copy when its checksum matches (and its
+// files are whole: useCached).
+func useCachedCopy(ctx context.Context, o *options, e entry, m *entryMeta, want *digestSpec, res *Result) (bool, error) {
+	hit, err := useCached(ctx, o, e, m, want, res)
+	if hit {
+		o.say("Cache hit: the cached copy of %s at %s matches %s: %s %s", e.url, e.download(), want.Source, want.Algorithm, res.Digest)
 	}
-	got, err := checksum.FileDigest(ctx, e.download(), want.Algorithm, want.BufferSize, want.ReadBytes)
-	if err != nil {
-		if ctx.Err() != nil {
-			return false, newError(KindChecksum, e.url, errors.Join(ErrInterrupted, err), "Interrupted while calculating the checksum of the cached copy of %s", e.url)
-		}
-		o.say("Cannot read the cached copy of %s (%v); downloading it again", e.url, err)
-		return false, nil
-	}
-	if got != want.Value {
-		o.say("The cached copy of %s has the %s checksum %s, not %s; downloading it again", e.url, want.Algorithm, got, want.Value)
-		return false, nil
-	}
-	if m.Digests == nil {
-		m.Digests = digestMap{}
-	}
-	if _, ok := m.Digests[key]; !ok {
-		m.Digests[key] = got
-		writeJSON(e.meta(), m) // a record for next time; not needed now
-	}
-	o.say("Cache hit: the cached copy of %s at %s matches %s: %s %s", e.url, e.download(), want.Source, want.Algorithm, got)
-	return true, e.openResult(m, want, got, true, res)
+	return hit, err
 }
 
 // revalidate asks the server whether the cached copy is still current,
@@ -469,8 +484,11 @@ func revalidate(ctx context.Context, o *options, e entry, m *entryMeta, res *Res
 		if m.ETag != "" {
 			validator = "ETag " + m.ETag
 		}
-		o.say("Cache hit: the server confirms %s is unchanged (%s); using %s", e.url, validator, e.download())
-		return true, nil, e.openResult(m, nil, "", true, res)
+		hit, err := useCached(ctx, o, e, m, nil, res)
+		if hit {
+			o.say("Cache hit: the server confirms %s is unchanged (%s); using %s", e.url, validator, e.download())
+		}
+		return hit, nil, err
 	case http.StatusOK:
 		o.say("The server has a new version of %s; downloading it", e.url)
 		return false, r, nil
@@ -478,24 +496,6 @@ func revalidate(ctx context.Context, o *options, e entry, m *entryMeta, res *Res
 	r.close()
 	err = statusError(r.resp)
 	return false, nil, newError(KindDownload, e.url, err, "Failed to download %s: %v", e.url, err)
-}
-
-// openResult fills res from a complete entry and opens its file.
-func (e entry) openResult(m *entryMeta, want *digestSpec, digest string, hit bool, res *Result) error {
-	path := e.download()
-	if m.Compression != "" {
-		path = e.image()
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return newError(KindCache, e.url, err, "Failed to open the downloaded copy of %s: %v", e.url, err)
-	}
-	*res = Result{Path: path, File: f, Published: e.download(), URL: e.url, Compression: m.Compression,
-		Size: m.Size, CacheHit: hit, Messages: res.Messages}
-	if want != nil {
-		res.Algorithm, res.Digest = want.Algorithm, digest
-	}
-	return nil
 }
 
 // downloadError words a failed request as "Failed to download URL: what".

@@ -551,7 +551,7 @@ func TestInterruptKeepsPartialAndNextRunResumes(t *testing.T) {
 	}
 	res := fetchOK(t, req, fast()...)
 	checkContent(t, res, data)
-	if _, ranges := srv.requests(); ranges[len(ranges)-1] != "bytes=1048576-" || !hasMessage(res, "at byte 1048576, kept from an earlier run; the saved hash state goes on from there") {
+	if _, ranges := srv.requests(); ranges[len(ranges)-1] != "bytes=1048576-" || !hasMessage(res, "at byte 1048576, kept from an earlier run (checked against the sha256 saved with them)") {
 		t.Errorf("ranges %q, messages %q", ranges, res.Messages)
 	}
 	if got := strings.Join(cacheFiles(t, dir), " "); got != ".download .json" {
@@ -559,34 +559,61 @@ func TestInterruptKeepsPartialAndNextRunResumes(t *testing.T) {
 	}
 }
 
-func TestResumeWithoutHashState(t *testing.T) {
-	// A state without a hash state (an algorithm that cannot save one, or
-	// a checksum given only now): the kept bytes are hashed again.
+// TestResumeChecksKeptBytes: kept bytes are taken up only when they still
+// have the digest saved with them and a strong validator to resume with;
+// anything else starts from byte 0 and still gives the right file.
+func TestResumeChecksKeptBytes(t *testing.T) {
 	data := payload(1 << 20)
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) { serveData(w, r, data, `"k"`) })
-	dir := t.TempDir()
 	u := srv.URL + "/k.img"
-	e := newEntry(filepath.Join(dir, "downloads"), u)
-	os.MkdirAll(filepath.Dir(e.base), 0o755)
-	if err := os.WriteFile(e.partial(), data[:400_000], 0o644); err != nil {
-		t.Fatal(err)
+	kept := 400_000
+	tests := []struct {
+		name  string
+		bytes []byte // the partial file
+		state *partialState
+		want  string // a message
+	}{
+		{"whole", data[:kept], &partialState{URL: u, ETag: `"k"`, Total: int64(len(data)), Bytes: int64(kept), SHA256: sha256hex(data[:kept])},
+			"Resuming the download of " + u + " at byte 400000"},
+		{"extra bytes after the saved state are cut", data[:kept+5000], &partialState{URL: u, ETag: `"k"`, Total: int64(len(data)), Bytes: int64(kept), SHA256: sha256hex(data[:kept])},
+			"at byte 400000"},
+		{"a byte flipped", flip(data[:kept], 1234), &partialState{URL: u, ETag: `"k"`, Total: int64(len(data)), Bytes: int64(kept), SHA256: sha256hex(data[:kept])},
+			"no longer have the sha256 saved with them"},
+		{"a weak ETag", data[:kept], &partialState{URL: u, ETag: `W/"k"`, Total: int64(len(data)), Bytes: int64(kept), SHA256: sha256hex(data[:kept])},
+			"no strong validator"},
+		{"a date and no length", data[:kept], &partialState{URL: u, LastModified: "Tue, 02 Jan 2024 03:04:05 GMT", Total: -1, Bytes: int64(kept), SHA256: sha256hex(data[:kept])},
+			"no strong validator"},
+		{"no digest (an older version's state)", data[:kept], &partialState{URL: u, ETag: `"k"`, Total: int64(len(data)), Bytes: int64(kept)},
+			"no record of where they came from"},
+		{"no state", []byte("junk"), nil, "Discarding 4 bytes"},
 	}
-	if err := writeJSON(e.state(), partialState{URL: u, ETag: `"k"`, Total: int64(len(data)), Bytes: 400_000}); err != nil {
-		t.Fatal(err)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			e := newEntry(filepath.Join(dir, "downloads"), u)
+			os.MkdirAll(filepath.Dir(e.base), 0o755)
+			if err := os.WriteFile(e.partial(), tt.bytes, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			if tt.state != nil {
+				if err := writeJSON(e.state(), tt.state); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Without a checksum: nothing at the end would catch a wrong byte.
+			res := fetchOK(t, Request{URLs: []string{u}, CacheDir: dir}, fast()...)
+			checkContent(t, res, data)
+			if !hasMessage(res, tt.want) {
+				t.Errorf("no message %q in %q", tt.want, res.Messages)
+			}
+		})
 	}
-	res := fetchOK(t, Request{URLs: []string{u}, Checksum: Checksum{Type: "blake2s", Value: blake2sHex(data)}, CacheDir: dir}, fast()...)
-	checkContent(t, res, data)
-	if !hasMessage(res, "400000 kept bytes were hashed again") {
-		t.Errorf("%q", res.Messages)
-	}
-	// Bytes with no record of their origin are not trusted.
-	os.WriteFile(e.partial(), []byte("junk"), 0o644)
-	os.Remove(e.meta())
-	res = fetchOK(t, Request{URLs: []string{u}, CacheDir: dir}, fast()...)
-	checkContent(t, res, data)
-	if !hasMessage(res, "Discarding 4 bytes") {
-		t.Errorf("%q", res.Messages)
-	}
+}
+
+func flip(b []byte, at int) []byte {
+	c := bytes.Clone(b)
+	c[at] ^= 0x01
+	return c
 }
 
 func TestCompressed(t *testing.T) {

@@ -46,6 +46,10 @@ func (o *options) get(ctx context.Context, u string, h http.Header) (*reply, err
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
+		var re *RedirectError
+		if errors.As(err, &re) {
+			return nil, re // final: asking again gets the same answer
+		}
 		msg, retry := describeNetError(err)
 		err = fmt.Errorf("%s: %w", msg, err)
 		if retry {
@@ -108,8 +112,6 @@ func parseContentRange(s string) (start, end, total int64, ok bool) {
 	return start, end, total, true
 }
 
-var errTooLarge = errors.New("too large")
-
 // readSmallBody reads a response body of at most limit bytes.
 func readSmallBody(r io.Reader, limit int64) ([]byte, error) {
 	data, err := io.ReadAll(io.LimitReader(r, limit+1))
@@ -117,7 +119,49 @@ func readSmallBody(r io.Reader, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > limit {
-		return nil, fmt.Errorf("%w: more than %d bytes", errTooLarge, limit)
+		return nil, fmt.Errorf("%w: more than %d bytes", ErrTooLarge, limit)
 	}
 	return data, nil
+}
+
+// RedirectError is a redirect we do not follow: a loop, too many, to
+// another scheme than http(s), or from https to http. It is not retried.
+type RedirectError struct {
+	From, To string
+	Reason   string
+}
+
+func (e *RedirectError) Error() string {
+	return fmt.Sprintf("%s redirects to %s: %s", e.From, e.To, e.Reason)
+}
+
+// checkRedirect is the client's redirect policy: follow within http(s),
+// never from https down to http (the checksum may be absent, and the
+// bytes would then be anyone's on the way), at most maxRedirects, no loop;
+// and say where it leads, for -v.
+func (o *options) checkRedirect(req *http.Request, via []*http.Request) error {
+	prev := via[len(via)-1].URL
+	to := req.URL
+	fail := func(reason string) error {
+		return &RedirectError{From: prev.Redacted(), To: to.Redacted(), Reason: reason}
+	}
+	switch {
+	case to.Scheme != "http" && to.Scheme != "https":
+		return fail(fmt.Sprintf("the %s scheme is not followed (only http and https are)", to.Scheme))
+	case prev.Scheme == "https" && to.Scheme == "http":
+		return fail("a redirect from https to http is not followed")
+	case len(via) >= maxRedirects:
+		return fail(fmt.Sprintf("more than %d redirects", maxRedirects))
+	}
+	for _, v := range via {
+		if v.URL.String() == to.String() {
+			return fail("a redirect loop")
+		}
+	}
+	if to.Host != prev.Host || to.Scheme != prev.Scheme {
+		o.say("%s redirects to another host or scheme: %s", prev.Redacted(), to.Redacted())
+	} else {
+		o.say("%s redirects to %s", prev.Redacted(), to.Redacted())
+	}
+	return nil
 }

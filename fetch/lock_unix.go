@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 )
 
 // fileLock is an exclusive flock(2) on a lock file, so that two processes
@@ -16,11 +18,12 @@ import (
 // goes with the process: a crashed holder never leaves a stale lock.
 type fileLock struct{ f *os.File }
 
-// lockFile takes the lock on name, creating the file. When another process
-// holds it, waiting is called once and the lock is polled until it is free
-// or ctx ends.
+// lockFile takes the lock on name, creating the file (a link, FIFO or
+// other thing planted at name is replaced, never opened). When another
+// process holds it, waiting is called once and the lock is polled until it
+// is free or ctx ends.
 func lockFile(ctx context.Context, name string, waiting func()) (*fileLock, error) {
-	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
+	f, _, err := safefile.OpenWritable(name, 0o644)
 	if err != nil {
 		return nil, err
 	}

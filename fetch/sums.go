@@ -205,7 +205,7 @@ func readLocation(ctx context.Context, o *options, loc, what string, limit int64
 			return retryable(r.resp)
 		}
 		data, err = readSmallBody(r.resp.Body, limit)
-		if err != nil && !errors.Is(err, errTooLarge) {
+		if err != nil && !errors.Is(err, ErrTooLarge) {
 			msg, _ := describeNetError(err)
 			return transient(fmt.Errorf("%s: %w", msg, err))
 		}

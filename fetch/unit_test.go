@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -100,6 +101,7 @@ func TestSafeName(t *testing.T) {
 
 func FuzzParseMeta(f *testing.F) {
 	good, _ := json.Marshal(entryMeta{URL: "http://h/x", ETag: `"e"`, Size: 10, Compression: "xz", ImageSize: 20,
+		SHA256: strings.Repeat("0f", 32), ImageDigest: imageDigestV + strings.Repeat("a0", 32),
 		Digests: digestMap{"sha256": "00ff", "sha512:1000": "ab"}, Fetched: time.Unix(0, 0)})
 	f.Add(good)
 	f.Add([]byte(`{"url":"u","size":-1}`))
@@ -110,7 +112,7 @@ func FuzzParseMeta(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if m.URL == "" || m.Size < 0 || m.ImageSize < 0 {
+		if m.URL == "" || m.Size < 0 || m.ImageSize < 0 || len(m.SHA256) != 64 || (m.Compression != "" && !strings.HasPrefix(m.ImageDigest, imageDigestV)) {
 			t.Fatalf("accepted %+v", m)
 		}
 		for _, v := range m.Digests {
@@ -122,7 +124,7 @@ func FuzzParseMeta(f *testing.F) {
 }
 
 func FuzzParseState(f *testing.F) {
-	good, _ := json.Marshal(partialState{URL: "http://h/x", Total: 100, Bytes: 50, Algorithm: "sha256", HashState: []byte{1, 2}})
+	good, _ := json.Marshal(partialState{URL: "http://h/x", Total: 100, Bytes: 50, SHA256: strings.Repeat("0f", 32)})
 	f.Add(good)
 	f.Add([]byte(`{"url":"u","total":-1,"bytes":5}`))
 	f.Add([]byte(`{"url":"u","total":4,"bytes":5}`))
@@ -131,7 +133,7 @@ func FuzzParseState(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if s.URL == "" || s.Bytes < 0 || s.Total < -1 || (s.Total >= 0 && s.Bytes > s.Total) {
+		if s.URL == "" || s.Bytes < 0 || s.Total < -1 || (s.Total >= 0 && s.Bytes > s.Total) || len(s.SHA256) != 64 {
 			t.Fatalf("accepted %+v", s)
 		}
 	})
