@@ -11,7 +11,7 @@ import (
 // computes on every core, and it changes with any byte.
 func TestImageDigestStreamingAndParallelAgree(t *testing.T) {
 	data := make([]byte, 5*digestBlock+12345)
-	copy(data[100:], payload(5000))                   // data in the first block
+	copy(data[100:], payload(5000))                    // data in the first block
 	copy(data[2*digestBlock-10:], []byte("straddles")) // across a block boundary
 	data[len(data)-1] = 1                              // the short last block
 	for _, piece := range []int{1 << 20, 4096, 777, len(data)} {
