@@ -3,6 +3,8 @@ package qcow2
 import (
 	"fmt"
 	"io"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/inflate"
 )
 
 // rdMaxBatch is the most compressed clusters fetched with one pread.
@@ -140,16 +142,21 @@ func (im *rdImage) readCompressed(dst []byte, pos int64, runs []rdRun, lo, hi in
 	return nil
 }
 
-// decompress fills one cluster from its compressed data.
+// decompress fills one cluster from its compressed data. Compressed
+// clusters (qcow2.txt "Compressed Clusters Descriptor") hold one cluster
+// of output; their stored length is rounded up to whole sectors, so in
+// may carry trailing bytes (padding, or the start of the next compressed
+// cluster): like qemu (block/qcow2-threads.c), decompression stops as
+// soon as the cluster is full and ignores the rest.
 func (im *rdImage) decompress(cluster, in []byte, virt, host int64) error {
 	var err error
 	if im.zstd {
-		err = rdUnzstd(cluster, in)
+		err = inflate.DecodeZstd(cluster, in)
 	} else {
-		err = rdInflate(cluster, in)
+		err = inflate.Decode(cluster, in)
 	}
 	if err != nil {
-		return formatErr("compressed cluster for virtual offset %#x at host offset %#x (%d bytes): %v", virt, host, len(in), err)
+		return formatErr("compressed cluster for virtual offset %#x at host offset %#x (%d bytes): %w", virt, host, len(in), err)
 	}
 	return nil
 }

@@ -1,9 +1,8 @@
-package qcow2
+package inflate
 
 import (
 	"bytes"
 	stdflate "compress/flate"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -12,9 +11,9 @@ import (
 	"github.com/klauspost/compress/flate"
 )
 
-// rdTestData returns n bytes of a kind: random, text, zeros, runs (short
+// testData returns n bytes of a kind: random, text, zeros, runs (short
 // periods, for overlapping matches) or mixed.
-func rdTestData(kind string, n int, seed uint64) []byte {
+func testData(kind string, n int, seed uint64) []byte {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	b := make([]byte, n)
 	switch kind {
@@ -42,16 +41,16 @@ func rdTestData(kind string, n int, seed uint64) []byte {
 	case "mixed":
 		for i := 0; i < n; {
 			k := []string{"random", "text", "zeros", "runs"}[rng.IntN(4)]
-			part := rdTestData(k, min(n-i, 1+rng.IntN(5000)), rng.Uint64())
+			part := testData(k, min(n-i, 1+rng.IntN(5000)), rng.Uint64())
 			i += copy(b[i:], part)
 		}
 	}
 	return b
 }
 
-// The inflater decodes what real deflate encoders write, at every level
-// (stored, fixed and dynamic blocks), for every cluster size.
-func TestInflateEncoders(t *testing.T) {
+// Decode decodes what real deflate encoders write, at every level
+// (stored, fixed and dynamic blocks), for every qcow2 cluster size.
+func TestDecodeEncoders(t *testing.T) {
 	type encoder struct {
 		name  string
 		level int
@@ -67,7 +66,7 @@ func TestInflateEncoders(t *testing.T) {
 				if size == 2<<20 && (kind != "mixed" || enc.level != 6 && enc.level != 0) {
 					continue // keep it quick
 				}
-				want := rdTestData(kind, size, uint64(size))
+				want := testData(kind, size, uint64(size))
 				var buf bytes.Buffer
 				var w io.WriteCloser
 				if enc.std {
@@ -79,23 +78,23 @@ func TestInflateEncoders(t *testing.T) {
 				w.Close()
 				src := buf.Bytes()
 				got := make([]byte, size)
-				if err := rdInflate(got, src); err != nil {
+				if err := Decode(got, src); err != nil {
 					t.Fatalf("%d %s %s: %v", size, kind, enc.name, err)
 				}
 				if !bytes.Equal(got, want) {
 					t.Fatalf("%d %s %s: wrong output", size, kind, enc.name)
 				}
 				// Trailing bytes are ignored.
-				if err := rdInflate(got, append(src, 0xff, 0x00, 0x13)); err != nil || !bytes.Equal(got, want) {
+				if err := Decode(got, append(src, 0xff, 0x00, 0x13)); err != nil || !bytes.Equal(got, want) {
 					t.Fatalf("%d %s %s with trailing bytes: %v", size, kind, enc.name, err)
 				}
 				// A prefix of the output is fine (qemu stops at one cluster).
-				if err := rdInflate(got[:size/2+1], src); err != nil || !bytes.Equal(got[:size/2+1], want[:size/2+1]) {
+				if err := Decode(got[:size/2+1], src); err != nil || !bytes.Equal(got[:size/2+1], want[:size/2+1]) {
 					t.Fatalf("%d %s %s, half: %v", size, kind, enc.name, err)
 				}
 				// Asking for more than the stream holds, or cutting the
 				// stream short, fails.
-				if err := rdInflate(make([]byte, size+1), src); err == nil {
+				if err := Decode(make([]byte, size+1), src); err == nil {
 					t.Fatalf("%d %s %s: one byte more than the stream holds: no error", size, kind, enc.name)
 				}
 				// Cut short: fails exactly when compress/flate cannot
@@ -103,7 +102,7 @@ func TestInflateEncoders(t *testing.T) {
 				// empty final block).
 				cut := src[:len(src)*3/4]
 				_, stdErr := io.ReadFull(stdflate.NewReader(bytes.NewReader(cut)), make([]byte, size))
-				if err := rdInflate(got, cut); (err == nil) != (stdErr == nil) {
+				if err := Decode(got, cut); (err == nil) != (stdErr == nil) {
 					t.Fatalf("%d %s %s: truncated stream: %v; compress/flate: %v", size, kind, enc.name, err, stdErr)
 				}
 			}
@@ -111,57 +110,23 @@ func TestInflateEncoders(t *testing.T) {
 	}
 }
 
-// FuzzInflate compares the inflater with Go's compress/flate: whenever
-// compress/flate produces the output, ours must produce the same bytes,
-// unless it refuses the stream as zlib (and so qemu) does; ours must never
-// panic.
-func FuzzInflate(f *testing.F) {
-	for i, kind := range []string{"random", "text", "zeros", "runs", "mixed"} {
-		for _, level := range []int{0, 1, 6, 9, -2} {
-			var buf bytes.Buffer
-			w, _ := flate.NewWriter(&buf, level)
-			w.Write(rdTestData(kind, 3000, uint64(i)))
-			w.Close()
-			f.Add(uint16(3000), buf.Bytes())
-		}
-	}
-	f.Fuzz(func(t *testing.T, size uint16, src []byte) {
-		n := int(size)%(40<<10) + 1
-		got := make([]byte, n)
-		err := rdInflate(got, src)
-		want := make([]byte, n)
-		_, stdErr := io.ReadFull(stdflate.NewReader(bytes.NewReader(src)), want)
-		if errors.Is(err, errRdInflateNoEnd) || errors.Is(err, errRdInflatePrecode) {
-			return // zlib is stricter than compress/flate here
-		}
-		if stdErr == nil {
-			if err != nil {
-				t.Fatalf("compress/flate decodes %d bytes; rdInflate: %v", n, err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Fatal("output differs from compress/flate")
-			}
-		}
-	})
-}
-
-// BenchmarkInflate: one 64 KiB cluster of mixed content at a time, ours
+// BenchmarkDecode: one 64 KiB cluster of mixed content at a time, ours
 // against klauspost/compress/flate (streaming, reset per cluster).
-func BenchmarkInflate(b *testing.B) {
+func BenchmarkDecode(b *testing.B) {
 	var clusters [][]byte
 	for i := range 64 {
 		var buf bytes.Buffer
 		w, _ := flate.NewWriter(&buf, 6)
-		w.Write(rdTestData("mixed", 64<<10, uint64(i)))
+		w.Write(testData("mixed", 64<<10, uint64(i)))
 		w.Close()
 		clusters = append(clusters, buf.Bytes())
 	}
 	dst := make([]byte, 64<<10)
-	b.Run("rdInflate", func(b *testing.B) {
+	b.Run("Decode", func(b *testing.B) {
 		b.SetBytes(int64(len(clusters)) << 16)
 		for range b.N {
 			for _, c := range clusters {
-				if err := rdInflate(dst, c); err != nil {
+				if err := Decode(dst, c); err != nil {
 					b.Fatal(err)
 				}
 			}
