@@ -8,8 +8,9 @@ import "encoding/binary"
 // refused (ErrOverrun) instead of cut.
 //
 // Errors are the bare causes, with br at the start of what was refused
-// (the code, or for ErrDistance the distance code); the caller adds the
-// position.
+// (the code; for ErrDistance the distance code; for ErrOverrun the match),
+// or past the end of the input where bits from there decided the error;
+// the caller adds the position.
 //
 // This is the hot loop: the bit reader lives in locals, and matches are
 // copied eight bytes at a time where the output has room to spare.
@@ -164,7 +165,9 @@ func decodeBlock(dst []byte, op int, br *bitReader, lit *litTable, dist *distTab
 		distance := entryValue(e, saved)
 		if distance > op {
 			err = errDistance(distance, op)
-			n += uint(e & 0xff)
+			if pos*8-int(n) <= len(in)*8 { // else ErrTruncated, from the position
+				n += uint(e & 0xff)
+			}
 			break
 		}
 		if op+length+8 <= len(dst) {
@@ -173,7 +176,9 @@ func decodeBlock(dst []byte, op int, br *bitReader, lit *litTable, dist *distTab
 		}
 		if whole && op+length > len(dst) {
 			err = ErrOverrun
-			n = symbolStart
+			if pos*8-int(n) <= len(in)*8 { // else ErrTruncated, from the position
+				n = symbolStart
+			}
 			break
 		}
 		from := op - distance

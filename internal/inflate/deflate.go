@@ -110,11 +110,11 @@ func (b *bitReader) bits(n uint) uint32 {
 	return v
 }
 
-// fail is the error of cause for what starts at bit at of the input. What
-// starts past the end of the input was read from the padding: the input
-// is truncated.
+// fail is the error of cause for what starts at bit at of the input and
+// ends at the reader's position. What was decided on bits read past the
+// end of the input (the zero padding) is the input's end: ErrTruncated.
 func (b *bitReader) fail(cause error, at int) error {
-	if at >= len(b.in)*8 {
+	if at >= len(b.in)*8 || b.overrun() {
 		return b.truncated()
 	}
 	return &Error{Format: "deflate", Offset: int64(at / 8), Err: cause}
@@ -138,7 +138,7 @@ func (z *decoder) inflate(dst, src []byte, start int, whole bool) (n, end int, e
 		return 0, start, nil
 	}
 	for {
-		if br.pos-len(br.in) > overrunLimit {
+		if br.overrun() { // the previous block ended past the input
 			return op, 0, br.truncated()
 		}
 		blockStart := br.consumed()

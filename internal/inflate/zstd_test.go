@@ -37,6 +37,13 @@ func TestDecodeZstd(t *testing.T) {
 		t.Fatalf("long frame: %v", err)
 	}
 
+	// Hand-made frames: the content size in 8 bytes, a raw block and an
+	// RLE block.
+	hand := []byte{0x28, 0xb5, 0x2f, 0xfd, 0xe0, 7, 0, 0, 0, 0, 0, 0, 0, 0x18, 0, 0, 'a', 'b', 'c', 0x23, 0, 0, 'd'}
+	if err := DecodeZstd(got[:7], hand); err != nil || string(got[:7]) != "abcdddd" {
+		t.Fatalf("hand-made frame: %q, %v", got[:7], err)
+	}
+
 	one := enc.EncodeAll(cluster[:1000], nil)
 	bad := append([]byte{}, one...)
 	bad[len(bad)/2] ^= 0xff
@@ -56,6 +63,7 @@ func TestDecodeZstd(t *testing.T) {
 		{"reserved header bit", append([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x08}, one[5:]...), ErrFrame, 0},
 		{"reserved block type", []byte{0x28, 0xb5, 0x2f, 0xfd, 0x20, 0, 6, 0, 0}, ErrFrame, 0},
 		{"block header cut", []byte{0x28, 0xb5, 0x2f, 0xfd, 0x20, 0, 1}, ErrTruncated, 0},
+		{"block cut", []byte{0x28, 0xb5, 0x2f, 0xfd, 0x20, 3, 0x19, 0, 0, 'a', 'b'}, ErrTruncated, 0},
 		{"checksum cut", []byte{0x28, 0xb5, 0x2f, 0xfd, 0x24, 0, 1, 0, 0, 1, 2}, ErrTruncated, 0},
 		{"skippable header cut", []byte{0x50, 0x2a, 0x4d, 0x18, 3}, ErrTruncated, 0},
 		{"skippable past the data", []byte{0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1}, ErrTruncated, 0},
