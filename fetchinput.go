@@ -50,6 +50,9 @@ func fetchOptions(o *options, image string, say func(string, ...any)) []fetch.Op
 		fetch.WithLog(func(msg string) { say("%s", msg) }),
 		fetch.WithUserAgent("gen-vm-image/" + Version),
 	}
+	if o != nil && o.downloadLimits != nil {
+		opts = append(opts, fetch.WithLimits(o.downloadLimits[0], o.downloadLimits[1], 0))
+	}
 	if o != nil && o.progress != nil {
 		opts = append(opts, fetch.WithProgress(func(p fetch.Progress) {
 			o.emit(Event{Image: image, Stage: "download", Done: p.Done, Total: max(p.Total, 0)})

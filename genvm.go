@@ -100,6 +100,8 @@ type Event struct {
 type options struct {
 	progress func(Event)
 	noSync   bool
+	// Download limits (fetch.WithLimits); nil: fetch's defaults.
+	downloadLimits *[2]int64
 	// afterVerify, for tests, runs between an input's checksum and its
 	// use.
 	afterVerify func(path string)
@@ -118,6 +120,14 @@ func WithProgress(fn func(Event)) Option { return func(o *options) { o.progress 
 // after a crash or power loss an image may exist under its final name with
 // data missing: for builds that are thrown away on a crash anyway.
 func WithoutSync() Option { return func(o *options) { o.noSync = true } }
+
+// WithDownloadLimits bounds every download: at most maxSize bytes (0: no
+// limit; default 128 GiB), and at least minRate bytes per second over each
+// minute (0: no minimum; default 1 KiB/s). A slower download is resumed a
+// few times, then given up.
+func WithDownloadLimits(maxSize, minRate int64) Option {
+	return func(o *options) { o.downloadLimits = &[2]int64{maxSize, minRate} }
+}
 
 func (o *options) emit(e Event) {
 	if o.progress != nil {

@@ -42,7 +42,7 @@ func runConvert(ctx context.Context, e env, args []string) int {
 	if len(p.positionals) != 2 {
 		return usageFail(e, convertUsage(), fmt.Errorf("expected an input and an output path"))
 	}
-	opts, stop := runOptions(e, p)
+	opts, stop, _ := runOptions(e, p) // convert takes no download options
 	defer stop()
 	res, err := genvm.Convert(ctx, genvm.ConvertSpec{
 		Input: p.positionals[0], InputFormat: p.values["input_format"],

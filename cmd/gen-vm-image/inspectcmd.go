@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"syscall"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
@@ -180,9 +179,7 @@ func runInfo(ctx context.Context, e env, args []string) int {
 	q := qemuInfo{VirtualSize: info.VirtualSize, Filename: f.Name(), ClusterSize: info.ClusterSize, Format: format.Name,
 		BackingFile: info.BackingFile, BackingFormat: info.BackingFormat, DirtyFlag: info.Dirty}
 	if st, err := f.Stat(); err == nil {
-		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-			q.ActualSize = sys.Blocks * 512
-		}
+		q.ActualSize = allocatedBytes(st)
 	}
 	if format.Name == "qcow2" {
 		q.FormatSpecific = &formatSpecific{Type: "qcow2", Data: qcow2Detail{

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"golang.org/x/term"
@@ -19,10 +20,32 @@ import (
 
 const prog = "gen-vm-image"
 
+// forceExitAfter is how long a run may take to clean up after SIGINT or
+// SIGTERM; cleaning up takes milliseconds, so a run still going then is
+// stuck (a file system that does not answer) and must not hold the user.
+const forceExitAfter = 10 * time.Second
+
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	signals := make(chan os.Signal, 2)
+	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		sig := <-signals
+		cancel()
+		// A second signal, or a run that does not end, exits at once; the
+		// next run removes what this one leaves (temporary files).
+		select {
+		case <-signals:
+		case <-time.After(forceExitAfter):
+		}
+		fmt.Fprintf(os.Stderr, "%s: %v: exiting without cleaning up\n", prog, sig)
+		code := 130
+		if sig == syscall.SIGTERM {
+			code = 143
+		}
+		os.Exit(code)
+	}()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
-	stop()
 	os.Exit(code)
 }
 

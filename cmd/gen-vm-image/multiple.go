@@ -19,6 +19,7 @@ var multipleOptions = []option{
 	{names: []string{"--cache-dir"}, dest: "cache_dir", metavar: "DIR",
 		help: "Where downloads are cached. (default: $GVI_CACHE_DIR, else\n$XDG_CACHE_HOME/gen-vm-image or ~/.cache/gen-vm-image)"},
 	noSyncOption,
+	downloadOptions[0], downloadOptions[1],
 	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
 }
 
@@ -79,8 +80,11 @@ func runMultiple(ctx context.Context, e env, args []string) int {
 	if err != nil {
 		return respond(e, genvm.NewResponse("", nil, verbose, err))
 	}
-	opts, stop := runOptions(e, p)
+	opts, stop, err := runOptions(e, p)
 	defer stop()
+	if err != nil {
+		return respond(e, genvm.NewResponse("", nil, verbose, err))
+	}
 	res, err := genvm.Build(ctx, a, genvm.BuildOptions{
 		OutputDirectory: p.values["output_directory"],
 		Overwrite:       p.switches["overwrite"],

@@ -1,15 +1,57 @@
 package main
 
-import genvm "github.com/ucphhpc/gen-vm-image-go"
+import (
+	"fmt"
+
+	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/size"
+)
 
 // noSyncOption is the same switch for every command that writes images.
 var noSyncOption = option{names: []string{"--no-sync"}, dest: "no_sync",
 	help: "Do not wait for each image to reach the disk before it is\nrenamed into place (qemu-img's default). Faster on slow disks,\nbut after a crash or power loss an image may be there with data\nmissing: for throwaway builds."}
 
+// downloadOptions bound the downloads of the commands that download.
+var downloadOptions = []option{
+	{names: []string{"--max-download-size"}, dest: "max_download_size", metavar: "SIZE",
+		help: "Give up a download larger than SIZE (K, M, G, T suffixes; 0: no limit),\nbefore it starts when the server says its size. (default: 128G)"},
+	{names: []string{"--min-download-rate"}, dest: "min_download_rate", metavar: "RATE",
+		help: "Give up a connection that receives less than RATE bytes per second over\na minute (K, M suffixes; 0: no minimum); it is resumed a few times,\nthen the download fails. (default: 1K)"},
+}
+
+// downloadLimits reads the download options.
+func downloadLimits(p *parsed) (genvm.Option, error) {
+	_, hasMax := p.values["max_download_size"]
+	_, hasRate := p.values["min_download_rate"]
+	if !hasMax && !hasRate {
+		return nil, nil
+	}
+	limits := [2]int64{128 << 30, 1 << 10}
+	for i, o := range []struct{ dest, spelled string }{{"max_download_size", "--max-download-size"}, {"min_download_rate", "--min-download-rate"}} {
+		v, ok := p.values[o.dest]
+		if !ok {
+			continue
+		}
+		n, err := size.Parse(v)
+		if err != nil {
+			return nil, &genvm.Error{Code: genvm.CodeInvalidAttribute, Msg: fmt.Sprintf("Invalid value %q for %s: %v", v, o.spelled, err)}
+		}
+		limits[i] = n
+	}
+	return genvm.WithDownloadLimits(limits[0], limits[1]), nil
+}
+
 // runOptions are the genvm options a command that writes images takes from
 // its switches and its terminal; stop ends the progress bar.
-func runOptions(e env, p *parsed) (opts []genvm.Option, stop func()) {
+func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) {
 	stop = func() {}
+	limits, err := downloadLimits(p)
+	if err != nil {
+		return nil, stop, err
+	}
+	if limits != nil {
+		opts = append(opts, limits)
+	}
 	if e.progress {
 		bar := newProgressBar(e.stderr)
 		stop = bar.finish
@@ -18,5 +60,5 @@ func runOptions(e env, p *parsed) (opts []genvm.Option, stop func()) {
 	if p.switches["no_sync"] {
 		opts = append(opts, genvm.WithoutSync())
 	}
-	return opts, stop
+	return opts, stop, nil
 }

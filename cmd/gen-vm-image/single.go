@@ -41,6 +41,7 @@ var singleOptions = []option{
 	{names: []string{"--allow-shrink"}, dest: "allow_shrink",
 		help: "Allow a size below the input's virtual size; the data beyond it is lost."},
 	noSyncOption,
+	downloadOptions[0], downloadOptions[1],
 	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
 }
 
@@ -118,8 +119,11 @@ func runSingle(ctx context.Context, e env, args []string) int {
 			spec.Input.Checksum = c
 		}
 	}
-	opts, stop := runOptions(e, p)
+	opts, stop, err := runOptions(e, p)
 	defer stop()
+	if err != nil {
+		return respond(e, genvm.NewResponse("", nil, verbose, err))
+	}
 	res, err := genvm.Generate(ctx, spec, opts...)
 	return respond(e, genvm.NewResponse("", res.Messages, verbose, err))
 }
