@@ -232,16 +232,37 @@ var padding = make([]byte, 24)
 
 func (w *bitWriter) pad() *bitWriter { return w.bytes(padding...) }
 
+// A malformed stream: built by build, decoded into dst bytes, it must
+// fail with want (errors.Is) at the byte build marks (at the end of the
+// input for ErrTruncated).
+type malformed struct {
+	name  string
+	dst   int
+	build func(w *bitWriter)
+	want  error
+}
+
+func (m malformed) src() (src []byte, at int) {
+	w := newBitWriter()
+	m.build(w)
+	return w.out(), w.at
+}
+
 // The streams of each rejection path, hand-built, with the class of
 // error they must get and where. Decoding must not panic.
 func TestDecodeMalformed(t *testing.T) {
+	for _, tt := range malformedDeflate() {
+		t.Run(tt.name, func(t *testing.T) {
+			src, at := tt.src()
+			err := Decode(make([]byte, tt.dst), src)
+			checkError(t, err, "deflate", tt.want, at, src)
+		})
+	}
+}
+
+func malformedDeflate() []malformed {
 	fast := 4096 // big enough for the fast loop
-	tests := []struct {
-		name  string
-		dst   int
-		build func(w *bitWriter)
-		want  error // errors.Is
-	}{
+	return []malformed{
 		// Block headers.
 		{"block type 3", 16, func(w *bitWriter) { w.mark().header(true, 3).pad() }, ErrBlockType},
 		{"block type 3 after a block", 16, func(w *bitWriter) {
@@ -425,15 +446,6 @@ func TestDecodeMalformed(t *testing.T) {
 			w.dynamic(true, smallLit, smallDist).sym(smallL, 'a').code(0b11, 2)
 		}, ErrTruncated},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := newBitWriter()
-			tt.build(w)
-			src := w.out()
-			err := Decode(make([]byte, tt.dst), src)
-			checkError(t, err, "deflate", tt.want, w.at, src)
-		})
-	}
 }
 
 // dynamicSeq writes code-length symbols with the precode pre.
@@ -501,18 +513,23 @@ func zlibHeader(cmf, flags byte) []byte {
 }
 
 func TestDecodeZlibMalformed(t *testing.T) {
+	for _, tt := range malformedZlib() {
+		t.Run(tt.name, func(t *testing.T) {
+			src, at := tt.src()
+			_, err := DecodeZlib(make([]byte, tt.dst), src)
+			checkError(t, err, "zlib", tt.want, at, src)
+		})
+	}
+}
+
+func malformedZlib() []malformed {
 	stream := func(cmf, flg byte) func(w *bitWriter) {
 		return func(w *bitWriter) {
 			w.mark().bytes(zlibHeader(cmf, flg)...).header(true, 1).literals("ab").end().align()
 			w.bytes(binary.BigEndian.AppendUint32(nil, adler32.Checksum([]byte("ab")))...)
 		}
 	}
-	tests := []struct {
-		name  string
-		dst   int
-		build func(w *bitWriter)
-		want  error
-	}{
+	return []malformed{
 		{"empty", 16, func(w *bitWriter) {}, ErrTruncated},
 		{"one header byte", 16, func(w *bitWriter) { w.bytes(0x78) }, ErrTruncated},
 		{"FCHECK wrong", 16, func(w *bitWriter) { w.bytes(0x78).mark().bytes(0x9d).pad() }, errZlibCheck},
@@ -578,15 +595,6 @@ func TestDecodeZlibMalformed(t *testing.T) {
 		{"ErrShort is not for zlib: a bad block after a short one", 16, func(w *bitWriter) {
 			w.bytes(0x78, 0x9c).header(false, 1).literals("ab").end().mark().header(true, 3).pad()
 		}, ErrBlockType},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			w := newBitWriter()
-			tt.build(w)
-			src := w.out()
-			_, err := DecodeZlib(make([]byte, tt.dst), src)
-			checkError(t, err, "zlib", tt.want, w.at, src)
-		})
 	}
 }
 
