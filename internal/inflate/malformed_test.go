@@ -655,3 +655,23 @@ func TestDecodeZlibOdd(t *testing.T) {
 		})
 	}
 }
+
+// A stream whose last code fills the output and ends the input, with no
+// end-of-block code after it: zlib (and qemu) accept it, reading only
+// the bits of that code; compress/flate refuses it when the code is
+// shorter than the block's end-of-block code, which it reads ahead for.
+func TestDecodeLastCodeEndsInput(t *testing.T) {
+	w := newBitWriter()
+	w.dynamic(true, smallLit, smallDist)
+	n := 0
+	for ; n == 0 || len(w.bits)%8 != 0; n++ {
+		w.sym(smallL, 'a') // 1 bit; the end of block takes 2
+	}
+	dst := make([]byte, n)
+	if err := Decode(dst, w.out()); err != nil || !bytes.Equal(dst, bytes.Repeat([]byte("a"), n)) {
+		t.Fatalf("got %q, %v", dst, err)
+	}
+	if err := Decode(make([]byte, n+1), w.out()); !errors.Is(err, ErrTruncated) {
+		t.Fatalf("one byte more: %v; want ErrTruncated", err)
+	}
+}
