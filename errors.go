@@ -19,7 +19,6 @@ const (
 	CodeCheck            = 8
 	CodeJSON             = 9
 	CodeDownload         = 10
-	CodeSize             = 11
 )
 
 // Error is what the library returns: a return code from the table above and

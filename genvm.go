@@ -92,7 +92,7 @@ type Result struct {
 // Event reports progress of a long step.
 type Event struct {
 	Image string // the output file name
-	Stage string // "download", "verify", "convert"
+	Stage string // "download" or "convert"
 	Done  int64
 	Total int64
 }
@@ -302,16 +302,16 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	if src != nil {
-		wb := startWriteBehind(tmp.File, !o.noSync)
+		wb := tmp.StartWriteBehind(!o.noSync)
 		stats, err := convert.Copy(ctx, w, src.image, convert.Options{
 			Length:    virtualSize,
 			ZeroBlock: zeroBlockFor(format),
 			Progress: func(p convert.Progress) {
-				wb.progress(p.Done)
+				wb.Progress(p.Done)
 				o.emit(Event{Image: base, Stage: "convert", Done: p.Done, Total: p.Total})
 			},
 		})
-		wb.stop()
+		wb.Stop()
 		if err != nil {
 			w.Close()
 			if ctx.Err() != nil {

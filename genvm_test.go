@@ -104,8 +104,8 @@ func TestGenerateCancelled(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	_, err := Generate(ctx, Spec{Name: "c", Size: "1G", OutputDirectory: dir})
-	if err == nil {
-		t.Fatal("a cancelled run succeeded")
+	if !errors.Is(err, context.Canceled) || CodeOf(err) != CodeCreateFailed || !strings.Contains(err.Error(), "Interrupted") {
+		t.Fatalf("a cancelled run: code %d, %v; want code %d saying it was interrupted", CodeOf(err), err, CodeCreateFailed)
 	}
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 0 {

@@ -49,9 +49,6 @@ func TestCorpusMalformedFailCleanly(t *testing.T) {
 			if ge.Code == CodeSuccess || !strings.Contains(ge.Msg, path) || len(ge.Msg) < len(path)+20 {
 				t.Fatalf("code %d, message %q: want a failure naming the file and the problem", ge.Code, ge.Msg)
 			}
-			if elapsed > 5*time.Second {
-				t.Errorf("refusal took %v", elapsed)
-			}
 			if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 100<<20 {
 				t.Errorf("refusal allocated %d MiB", alloc>>20)
 			}

@@ -406,12 +406,11 @@ func TestStalledServerResumes(t *testing.T) {
 		}
 		serveData(w, r, data, `"s"`)
 	})
-	start := time.Now()
 	res := fetchOK(t, Request{URLs: []string{srv.URL + "/stall"}, Checksum: sumOf(data), CacheDir: t.TempDir()},
 		fast(WithIdleTimeout(100*time.Millisecond))...)
 	checkContent(t, res, data)
-	if el := time.Since(start); el > 5*time.Second || !hasMessage(res, "no data received for 100ms after 100000 bytes") {
-		t.Errorf("took %v; %q", el, res.Messages)
+	if !hasMessage(res, "no data received for 100ms after 100000 bytes") {
+		t.Errorf("%q", res.Messages)
 	}
 	if _, ranges := srv.requests(); len(ranges) != 2 || ranges[1] != "bytes=100000-" {
 		t.Errorf("ranges %q", ranges)

@@ -18,12 +18,12 @@ import (
 // goes with the process: a crashed holder never leaves a stale lock.
 type fileLock struct{ f *os.File }
 
-// lockFile takes the lock on name, creating the file (a link, FIFO or
-// other thing planted at name is replaced, never opened). When another
+// lockFile takes the lock on name, creating the file (a link or a FIFO
+// planted at name is replaced, never opened). When another
 // process holds it, waiting is called once and the lock is polled until it
 // is free or ctx ends.
 func lockFile(ctx context.Context, name string, waiting func()) (*fileLock, error) {
-	f, _, err := safefile.OpenWritable(name, 0o644)
+	f, err := safefile.OpenLock(name)
 	if err != nil {
 		return nil, err
 	}

@@ -77,31 +77,66 @@ func Create(name string, perm os.FileMode) (*os.File, error) {
 // OpenWritable opens the regular file of ours at name for reading and
 // writing, or creates it. Whatever else is at name (a symbolic link, a
 // FIFO, a hard link, another user's file) is removed first: the name is
-// ours, the thing planted there is not. created tells which happened.
+// ours, the thing planted there is not. created tells which happened. Two
+// callers racing to create the file both end up with it.
 func OpenWritable(name string, perm os.FileMode) (f *os.File, created bool, err error) {
-	f, err = openNoFollow(name, os.O_RDWR)
-	switch {
-	case err == nil:
-		if err = checkRegular(f); err == nil {
-			err = checkOwned(f, true)
+	for range 10 {
+		f, err = openNoFollow(name, os.O_RDWR)
+		switch {
+		case err == nil:
+			if err = checkRegular(f); err == nil {
+				err = checkOwned(f, true)
+			}
+			if err == nil {
+				return f, false, nil
+			}
+			f.Close()
+			fallthrough
+		case !errors.Is(err, fs.ErrNotExist):
+			// A link (ELOOP), a FIFO, someone else's file: replace it.
+			if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, false, fmt.Errorf("%s is not a file of ours and cannot be removed: %w", name, err)
+			}
 		}
+		f, err = Create(name, perm)
 		if err == nil {
-			return f, false, nil
+			return f, true, nil
 		}
-		f.Close()
-	case errors.Is(err, fs.ErrNotExist):
-	default:
-		// ELOOP (a link), ENXIO (a FIFO with no reader), EACCES on
-		// someone else's file, ...: replace it.
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, false, err
+		}
+		// Another process created it first: open theirs.
 	}
-	if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return nil, false, fmt.Errorf("%s is not a file of ours and cannot be removed: %w", name, err)
+	return nil, false, fmt.Errorf("%s: %w: it keeps changing while it is opened", name, ErrNotRegular)
+}
+
+// OpenLock opens (creating it) a file that is only ever locked, never read
+// or written: any regular file will do, whoever owns it, so that processes
+// of several users sharing a directory still take turns; a link or a FIFO
+// at name is replaced.
+func OpenLock(name string) (*os.File, error) {
+	for range 10 {
+		f, err := openNoFollow(name, os.O_RDONLY)
+		if err == nil {
+			if err = checkRegular(f); err == nil {
+				return f, nil
+			}
+			f.Close()
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			if err := os.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("%s is not a lock file and cannot be removed: %w", name, err)
+			}
+		}
+		f, err = Create(name, 0o644)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, fs.ErrExist) {
+			return nil, err
+		}
 	}
-	f, err = Create(name, perm)
-	if err != nil {
-		return nil, false, err
-	}
-	return f, true, nil
+	return nil, fmt.Errorf("%s: %w: it keeps changing while it is opened", name, ErrNotRegular)
 }
 
 func checkRegular(f *os.File) error {

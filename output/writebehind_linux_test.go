@@ -1,4 +1,4 @@
-package genvm
+package output
 
 import (
 	"bytes"
@@ -22,21 +22,21 @@ func TestWriteBehindDropsWrittenPages(t *testing.T) {
 	if err := unix.Fstatfs(int(f.Fd()), &fs); err == nil && (fs.Type == unix.TMPFS_MAGIC || fs.Type == unix.RAMFS_MAGIC) {
 		t.Skip("the page cache is the only copy of a file in memory file systems; set TMPDIR to a disk")
 	}
-	const size = 2 * writeBehindStep
+	const size = 2 * WriteBehindStep
 	block := bytes.Repeat([]byte{0x5a}, 1<<20)
-	wb := startWriteBehind(f, true)
+	wb := (&Temp{File: f}).StartWriteBehind(true)
 	for off := int64(0); off < size; off += int64(len(block)) {
 		if _, err := f.WriteAt(block, off); err != nil {
 			t.Fatal(err)
 		}
-		wb.progress(off + int64(len(block)))
+		wb.Progress(off + int64(len(block)))
 	}
 	// Everything is on disk now, so one more kick drops all of it.
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	wb.progress(size + writeBehindStep)
-	wb.stop()
+	wb.Progress(size + WriteBehindStep)
+	wb.Stop()
 
 	if cached := residentPages(t, f, size); cached > size/os.Getpagesize()/8 {
 		t.Errorf("%d of %d pages of the written image are still in the page cache", cached, size/os.Getpagesize())
@@ -68,34 +68,4 @@ func residentPages(t *testing.T, f *os.File, size int) int {
 		n += int(v & 1)
 	}
 	return n
-}
-
-// The write-behind goroutine is kicked while a file is written, and stop
-// returns once it is done; the file's content is whatever was written.
-func TestWriteBehind(t *testing.T) {
-	f, err := os.Create(filepath.Join(t.TempDir(), "img"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	wb := startWriteBehind(f, true)
-	block := bytes.Repeat([]byte{0xa5}, 1<<20)
-	const blocks = 3 * writeBehindStep / (1 << 20)
-	for i := range blocks {
-		if _, err := f.WriteAt(block, int64(i)<<20); err != nil {
-			t.Fatal(err)
-		}
-		wb.progress(int64(i+1) << 20)
-	}
-	wb.stop()
-	if err := f.Sync(); err != nil {
-		t.Fatal(err)
-	}
-	got, err := os.ReadFile(f.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(got) != blocks<<20 || !bytes.Equal(got, bytes.Repeat([]byte{0xa5}, blocks<<20)) {
-		t.Fatalf("file holds %d bytes, not the %d written", len(got), blocks<<20)
-	}
 }
