@@ -467,7 +467,10 @@ func TestUnreadable(t *testing.T) {
 		{"null", "~\n", Problem{Line: 1, Column: 1, Msg: "the file is empty; expected a mapping with owner and images", Kind: Syntax}},
 		{"syntax", "owner: o\nimages:\n  a:\n   name: x\n  b: [\n", Problem{Line: 5, Msg: "not valid YAML: did not find expected node content", Kind: Syntax}},
 		{"bad indentation", "owner: o\n images: x\n", Problem{Line: 2, Msg: "not valid YAML: mapping values are not allowed in this context", Kind: Syntax}},
-		{"tab", "owner: o\n\timages: x\n", Problem{Line: 2, Msg: "not valid YAML: found a tab character that violates indentation", Kind: Syntax}},
+		{"tab", "owner: o\n\timages: x\n", Problem{Line: 2, Msg: "not valid YAML: a tab in the indentation: YAML indents with spaces only (the parser said: found a tab character that violates indentation)", Kind: Syntax}},
+		{"tab deeper", "owner: me\nimages:\n  a:\n\tname: a\n    size: 1G\n", Problem{Line: 4, Msg: "not valid YAML: a tab in the indentation: YAML indents with spaces only (the parser said: found character that cannot start any token)", Kind: Syntax}},
+		{"mis-indented line 6", "owner: me\nimages:\n  a:\n    name: a\n    size: 1G\n   format: raw\n", Problem{Line: 6, Msg: "not valid YAML: the line is indented by 3 spaces, which matches none of the blocks it could belong to (0, 2 or 4 spaces) (the parser said: did not find expected key)", Kind: Syntax}},
+		{"a block scalar is not judged", "owner: |\n   any\n       indent\n   back\nimages: [\n", Problem{Line: 5, Msg: "not valid YAML: did not find expected node content", Kind: Syntax}},
 		{"unknown anchor", "owner: *x\n", Problem{Msg: "not valid YAML: unknown anchor 'x' referenced", Kind: Syntax}},
 	}
 	for _, tt := range tests {

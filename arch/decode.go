@@ -49,8 +49,16 @@ func (p *parser) warn(n *yaml.Node, path, format string, args ...any) {
 // yamlLine pulls the line out of yaml.v3's "yaml: line 3: ..." errors.
 var yamlLine = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
 
-func (p *parser) syntax(err error) {
+func (p *parser) syntax(data []byte, err error) {
 	msg := err.Error()
+	if line, why, ok := indentProblem(data); ok {
+		cause := strings.TrimPrefix(msg, "yaml: ")
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			cause = m[2]
+		}
+		p.problems = append(p.problems, Problem{Line: line, Msg: "not valid YAML: " + why + " (the parser said: " + cause + ")", Kind: Syntax})
+		return
+	}
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		p.problems = append(p.problems, Problem{Line: line, Msg: "not valid YAML: " + m[2], Kind: Syntax})
@@ -66,7 +74,7 @@ func (p *parser) parse(data []byte) *Architecture {
 		if errors.Is(err, io.EOF) {
 			p.problem(nil, Syntax, "", "the file is empty; expected a mapping with owner and images")
 		} else {
-			p.syntax(err)
+			p.syntax(data, err)
 		}
 		return nil
 	}
@@ -77,7 +85,7 @@ func (p *parser) parse(data []byte) *Architecture {
 	case err == nil:
 		p.problem(&next, Syntax, "", "the file holds more than one YAML document (---); put everything in one")
 	case !errors.Is(err, io.EOF):
-		p.syntax(err)
+		p.syntax(data, err)
 	}
 
 	root := &doc
