@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 	"github.com/ucphhpc/gen-vm-image-go/internal/testcorpus"
 )
@@ -80,8 +81,8 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	for _, args := range [][]string{{"--version"}, {"-V"}} {
 		r := gvi(t, dir, args...)
-		if r.code != 0 || strings.TrimSpace(r.stdout) == "" {
-			t.Errorf("%v: exit %d %q", args, r.code, r.stdout)
+		if r.code != 0 || !strings.HasPrefix(r.stdout, "gen-vm-image "+genvm.Version) || !strings.Contains(r.stdout, "built with go1.") {
+			t.Errorf("%v: exit %d %q; want the version, then what built it", args, r.code, r.stdout)
 		}
 	}
 	r := gvi(t, dir, "single", "-h")
