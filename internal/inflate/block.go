@@ -4,17 +4,19 @@ import "encoding/binary"
 
 // decodeBlock decodes the symbols of one Huffman block (RFC 1951 3.2.5)
 // into dst from op on. It returns the new output position, and full when
-// dst is full. With whole set, a match that runs past the end of dst is
-// refused (ErrOverrun) instead of cut.
+// dst is full; a match that runs past the end of dst is cut there, and
+// br.cut says so.
 //
-// Errors are the bare causes, with br at the start of what was refused
-// (the code; for ErrDistance the distance code; for ErrOverrun the match),
-// or past the end of the input where bits from there decided the error;
-// the caller adds the position.
+// Errors are the bare causes; the caller adds the position. br is left
+// at the start of the code refused (ErrLitCode, ErrDistCode) or after
+// the match refused (ErrDistance; br.distEntry is its distance code's
+// entry).
 //
 // This is the hot loop: the bit reader lives in locals, and matches are
-// copied eight bytes at a time where the output has room to spare.
-func decodeBlock(dst []byte, op int, br *bitReader, lit *litTable, dist *distTable, whole bool) (_ int, full bool, err error) {
+// copied eight bytes at a time where the output has room to spare. What
+// the error paths need is stored in br rather than kept in locals, which
+// would cost the fast loop registers.
+func decodeBlock(dst []byte, op int, br *bitReader, lit *litTable, dist *distTable) (_ int, full bool, err error) {
 	const litMask, litSubMask = 1<<litBits - 1, 1<<litSubBits - 1
 	in, pos, buf, n := br.in, br.pos, br.buf, br.n
 
@@ -87,7 +89,7 @@ func decodeBlock(dst []byte, op int, br *bitReader, lit *litTable, dist *distTab
 		distance := entryValue(e, saved)
 		if distance > op {
 			err = errDistance(distance, op)
-			n += uint(e & 0xff) // back to the distance code, for the error's position
+			br.distEntry = e
 			break
 		}
 		// Copy the match (copyMatch, inlined by hand: the hottest call).
@@ -131,7 +133,7 @@ func decodeBlock(dst []byte, op int, br *bitReader, lit *litTable, dist *distTab
 				}
 			}
 		}
-		symbolStart := n // bits buffered at the start of the symbol
+		br.symbolN = n
 		saved := buf
 		e := litEntry(lit, buf)
 		if e&entryBad != 0 {
@@ -165,21 +167,15 @@ func decodeBlock(dst []byte, op int, br *bitReader, lit *litTable, dist *distTab
 		distance := entryValue(e, saved)
 		if distance > op {
 			err = errDistance(distance, op)
-			if pos*8-int(n) <= len(in)*8 { // else ErrTruncated, from the position
-				n += uint(e & 0xff)
-			}
+			br.distEntry = e
 			break
 		}
 		if op+length+8 <= len(dst) {
 			op = copyMatch(dst, op, distance, length)
 			continue
 		}
-		if whole && op+length > len(dst) {
-			err = ErrOverrun
-			if pos*8-int(n) <= len(in)*8 { // else ErrTruncated, from the position
-				n = symbolStart
-			}
-			break
+		if op+length > len(dst) {
+			br.cut = true
 		}
 		from := op - distance
 		end := min(op+length, len(dst))

@@ -18,6 +18,7 @@ package inflate
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 )
@@ -68,6 +69,14 @@ type bitReader struct {
 	pos int    // input bytes loaded into buf (may pass len(in))
 	buf uint64 // bits [0, n) are the next input bits
 	n   uint
+
+	// What decodeBlock leaves for its caller's errors: n at the start of
+	// the last symbol of its careful loop, the distance entry of a match
+	// refused for its distance, and whether the match that filled dst was
+	// cut there.
+	symbolN   uint
+	distEntry uint32
+	cut       bool
 }
 
 // overrunLimit is how far past the end of the input the reader may pad
@@ -183,18 +192,22 @@ func (z *decoder) inflate(dst, src []byte, start int, whole bool) (n, end int, e
 		if lit != nil {
 			full := op == len(dst)
 			if !full {
-				op, full, err = decodeBlock(dst, op, &br, lit, dist, whole)
-				if err == ErrTruncated {
+				br.cut = false
+				op, full, err = decodeBlock(dst, op, &br, lit, dist)
+				switch {
+				case err == ErrTruncated:
 					return op, 0, br.truncated()
-				}
-				if err != nil {
+				case errors.Is(err, ErrDistance):
+					return op, 0, br.fail(err, br.consumed()-int(br.distEntry&0xff))
+				case err != nil:
 					return op, 0, br.fail(err, br.consumed())
-				}
-				if full && br.overrun() {
+				case full && br.overrun():
 					return op, 0, br.truncated()
-				}
-				if full && !whole {
+				case full && !whole:
 					return op, 0, nil
+				case full && br.cut:
+					// The match that filled dst runs past it.
+					return op, 0, br.fail(ErrOverrun, br.pos*8-int(br.symbolN))
 				}
 			}
 			if full {
