@@ -12,8 +12,8 @@
 // parallel conversion of zlib images beat qemu-img.
 //
 // Inputs are untrusted: a decoder never reads outside src, never writes
-// outside dst, allocates nothing that depends on the input, and refuses
-// what zlib refuses, with an *Error that says where.
+// outside dst, allocates no more than fixed bounds whatever the input
+// claims, and refuses what zlib refuses, with an *Error that says where.
 package inflate
 
 import (
@@ -44,7 +44,7 @@ var decoders = sync.Pool{New: func() any { return new(decoder) }}
 //     go on or be cut off there;
 //   - a stream that ends before dst is full is an error (ErrShort);
 //   - back-references may reach back to the start of the output: a
-//     one-shot inflate does not enforce the window the stream declares.
+//     one-shot inflate does not enforce its window (qemu asks for 4 KiB).
 //
 // Code sets are checked as zlib's inflate_table checks them, so Decode
 // refuses the streams zlib refuses. (zlib still decodes the codes that
