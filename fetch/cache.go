@@ -30,7 +30,16 @@ func DefaultCacheDir() (string, error) {
 	}
 	base, err := os.UserCacheDir()
 	if err != nil {
-		return "", fmt.Errorf("no cache directory: %w (set %s or use --cache-dir)", err, CacheDirEnv)
+		return "", fmt.Errorf("no cache directory: %w; point --cache-dir or %s at a directory", err, CacheDirEnv)
+	}
+	// ~/.cache may be made, but not a home directory that does not exist
+	// (a service account's, a container's): that is not ours to create.
+	if os.Getenv("XDG_CACHE_HOME") == "" {
+		if home, err := os.UserHomeDir(); err == nil {
+			if _, err := os.Stat(home); err != nil {
+				return "", fmt.Errorf("the home directory %s does not exist, so there is no %s to cache downloads in; point --cache-dir or %s at a directory", home, filepath.Join(base, "gen-vm-image"), CacheDirEnv)
+			}
+		}
 	}
 	return filepath.Join(base, "gen-vm-image"), nil
 }

@@ -445,3 +445,50 @@ func TestDownloadBounds(t *testing.T) {
 		}
 	})
 }
+
+// TestNoLockFilesLeft: the lock files that keep two processes apart go
+// when the work is done, whether it succeeded or not.
+func TestNoLockFilesLeft(t *testing.T) {
+	data := payload(200_000)
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		if strings.HasSuffix(r.URL.Path, "/missing") {
+			http.NotFound(w, r)
+			return
+		}
+		serveData(w, r, data, `"l"`)
+	})
+	dir := t.TempDir()
+	res := fetchOK(t, Request{URLs: []string{srv.URL + "/ok.img"}, CacheDir: dir}, fast()...)
+	res.File.Close()
+	if _, err := Fetch(context.Background(), Request{URLs: []string{srv.URL + "/missing"}, CacheDir: dir}, fast()...); err == nil {
+		t.Fatal("a 404 succeeded")
+	}
+	if _, err := Fetch(context.Background(), Request{URLs: []string{srv.URL + "/ok.img"}, CacheDir: dir, Checksum: Checksum{Type: "sha256", Value: strings.Repeat("00", 32)}}, fast()...); err == nil {
+		t.Fatal("a wrong checksum succeeded")
+	}
+	entries, _ := os.ReadDir(filepath.Join(dir, "downloads"))
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".lock") {
+			t.Errorf("a lock file is left: %s", e.Name())
+		}
+	}
+}
+
+// TestNoHomeIsNotCreated: without a home directory there is no default
+// cache, and the error says what to do instead of creating one.
+func TestNoHomeIsNotCreated(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("HOME decides the cache directory on Linux")
+	}
+	home := filepath.Join(t.TempDir(), "nobody")
+	t.Setenv("HOME", home)
+	t.Setenv("XDG_CACHE_HOME", "")
+	t.Setenv(CacheDirEnv, "")
+	_, err := Fetch(context.Background(), Request{URLs: []string{"http://127.0.0.1:1/x"}}, fast()...)
+	if err == nil || !strings.Contains(err.Error(), "--cache-dir") || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("error %v", err)
+	}
+	if _, err := os.Stat(home); err == nil {
+		t.Error("the missing home directory was created")
+	}
+}
