@@ -46,6 +46,11 @@ func lookupChecksumFile(ctx context.Context, c *Checksum, path string, say func(
 }
 
 func fetchOptions(o *options, image string, say func(string, ...any)) []fetch.Option {
+	return fetchOptionsFor(o, image, "download", say)
+}
+
+// fetchOptionsFor is fetchOptions for the given progress stage.
+func fetchOptionsFor(o *options, image, stage string, say func(string, ...any)) []fetch.Option {
 	opts := []fetch.Option{
 		fetch.WithLog(func(msg string) { say("%s", msg) }),
 		fetch.WithUserAgent("gen-vm-image/" + Version),
@@ -55,7 +60,7 @@ func fetchOptions(o *options, image string, say func(string, ...any)) []fetch.Op
 	}
 	if o != nil && o.progress != nil {
 		opts = append(opts, fetch.WithProgress(func(p fetch.Progress) {
-			o.emit(Event{Image: image, Stage: "download", Done: p.Done, Total: max(p.Total, 0)})
+			o.emit(Event{Image: image, Stage: stage, Done: p.Done, Total: max(p.Total, 0)})
 		}))
 	}
 	return opts
@@ -95,4 +100,36 @@ func validateChecksumFile(c *Checksum) error {
 		return newError(CodeMissingAttribute, nil, "Missing attribute: a key to verify the signature %s of the checksum file %s with", c.Signature, c.File)
 	}
 	return nil
+}
+
+// decompressLocal swaps a compressed local input for its decompressed copy
+// in the cache (made once, reused while the input is unchanged), as a
+// compressed download is: the checksum was verified on the file as
+// published. It closes f when it returns another file.
+func decompressLocal(ctx context.Context, f *os.File, cacheDir, image string, o *options, say func(string, ...any)) (*os.File, int64, error) {
+	head := make([]byte, 16)
+	n, _ := f.ReadAt(head, 0)
+	if fetch.Compression(head[:n]) == "" {
+		st, err := f.Stat()
+		if err != nil {
+			return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", f.Name(), err)
+		}
+		return f, st.Size(), nil
+	}
+	res, err := fetch.DecompressLocal(ctx, f, cacheDir, fetchOptionsFor(o, image, "decompress", say)...)
+	f.Close()
+	if err != nil {
+		var fe *fetch.Error
+		if errors.As(err, &fe) && fe.Kind == fetch.KindInvalid {
+			return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", f.Name(), err)
+		}
+		return nil, 0, fetchError(err)
+	}
+	st, err := res.File.Stat()
+	if err != nil {
+		res.File.Close()
+		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", res.Path, err)
+	}
+	say("Input %s is %s-compressed; its decompressed copy is %s", f.Name(), res.Compression, res.Path)
+	return res.File, st.Size(), nil
 }

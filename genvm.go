@@ -468,7 +468,7 @@ func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *opt
 			o.afterVerify(path)
 		}
 	}
-	return f, st.Size(), nil
+	return decompressLocal(ctx, f, cacheDir, image, o, say)
 }
 
 // verifyChecksum hashes the open input file and compares the digest with

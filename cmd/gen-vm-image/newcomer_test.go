@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/ulikunitz/xz"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
+)
+
+// TestLocalCompressedInputs: a local .xz, .gz or .zst input is
+// decompressed as a downloaded one is (into the cache, never beside the
+// input), verified against the checksum of the file as given, and its
+// decompressed copy is reused while the file is unchanged.
+func TestLocalCompressedInputs(t *testing.T) {
+	dir := t.TempDir()
+	_, qcow := patternImage(t, dir, 4<<20, false)
+	data, err := os.ReadFile(qcow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	compressors := map[string]func([]byte) []byte{
+		"gz": func(b []byte) []byte { return gzipped(t, b) },
+		"xz": func(b []byte) []byte {
+			var out bytes.Buffer
+			w, _ := xz.NewWriter(&out)
+			w.Write(b)
+			w.Close()
+			return out.Bytes()
+		},
+		"zst": func(b []byte) []byte {
+			w, _ := zstd.NewWriter(nil)
+			return w.EncodeAll(b, nil)
+		},
+	}
+	for ext, compress := range compressors {
+		t.Run(ext, func(t *testing.T) {
+			in := filepath.Join(dir, "img.qcow2."+ext)
+			packed := compress(data)
+			if err := os.WriteFile(in, packed, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			cache := filepath.Join(dir, "cache-"+ext)
+			out := filepath.Join(dir, "out-"+ext)
+			args := []string{"single", "img", "8M", "-i", in, "-ict", "sha256", "-ic", sha256hex(packed), "-od", out, "--cache-dir", cache, "-v"}
+			before := names(t, dir)
+			r := gvi(t, dir, args...)
+			resp := r.result(t)
+			if r.code != 0 {
+				t.Fatalf("exit %d: %s", r.code, resp.Response)
+			}
+			oracle.AssertSame(t, qcow, "qcow2", filepath.Join(out, "img.qcow2"), "qcow2")
+			if !strings.Contains(strings.Join(resp.VerboseMessages, "\n"), "compressed; its decompressed copy is "+cache) {
+				t.Errorf("messages: %q", resp.VerboseMessages)
+			}
+			for name := range names(t, dir) {
+				if !before[name] && name != "cache-"+ext && name != "out-"+ext {
+					t.Errorf("something was written beside the input: %s", name)
+				}
+			}
+			// Again: the copy is reused.
+			r = gvi(t, dir, append(args, "--overwrite")...)
+			if resp := r.result(t); r.code != 0 || !strings.Contains(strings.Join(resp.VerboseMessages, "\n"), "Cache hit: the decompressed copy") {
+				t.Errorf("second run: exit %d, %q", r.code, resp.VerboseMessages)
+			}
+			// A wrong checksum of the compressed file is refused.
+			bad := append([]string(nil), args...)
+			bad[8] = strings.Repeat("0", 64)
+			if r := gvi(t, dir, append(bad, "--overwrite")...); r.code != 6 {
+				t.Errorf("a wrong checksum: exit %d", r.code)
+			}
+		})
+	}
+}
+
+func names(t *testing.T, dir string) map[string]bool {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := map[string]bool{}
+	for _, e := range entries {
+		m[e.Name()] = true
+	}
+	return m
+}
