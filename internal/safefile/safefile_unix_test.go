@@ -119,3 +119,42 @@ func TestForeignFiles(t *testing.T) {
 	}
 	f.Close()
 }
+
+// TestOpenWritableRace has many openers race for a name that does not exist
+// yet: every one must end up with the same file, never remove another's
+// new file and make one of its own (a lock file held by two processes).
+func TestOpenWritableRace(t *testing.T) {
+	for round := range 20 {
+		name := filepath.Join(t.TempDir(), "lock")
+		const openers = 8
+		files := make([]*os.File, openers)
+		errs := make([]error, openers)
+		start := make(chan struct{})
+		done := make(chan int)
+		for i := range openers {
+			go func() {
+				<-start
+				files[i], _, errs[i] = OpenWritable(name, 0o644)
+				done <- i
+			}()
+		}
+		close(start)
+		for range openers {
+			<-done
+		}
+		onDisk, err := os.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, f := range files {
+			if errs[i] != nil {
+				t.Fatalf("round %d, opener %d: %v", round, i, errs[i])
+			}
+			st, err := f.Stat()
+			f.Close()
+			if err != nil || !os.SameFile(st, onDisk) {
+				t.Fatalf("round %d, opener %d holds a file that is no longer at %s", round, i, name)
+			}
+		}
+	}
+}
