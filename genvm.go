@@ -29,6 +29,7 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/convert"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/inspect"
+	"github.com/ucphhpc/gen-vm-image-go/internal/location"
 	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 	"github.com/ucphhpc/gen-vm-image-go/output"
 	"github.com/ucphhpc/gen-vm-image-go/size"
@@ -67,6 +68,15 @@ type Input struct {
 	Mirrors  []string // more URLs of the same file, tried in order after URL
 	Format   string   // optional; must agree with the content when given
 	Checksum *Checksum
+}
+
+// NewInput is the input a command line or a request names with one string:
+// a download when it is an http or https URL, else a local path.
+func NewInput(pathOrURL string) *Input {
+	if location.IsURL(pathOrURL) {
+		return &Input{URL: pathOrURL}
+	}
+	return &Input{Path: pathOrURL}
 }
 
 // Checksum is the expected digest of the input file as published: a

@@ -83,12 +83,7 @@ func (req Request) Spec() (Spec, error) {
 		if err := json.Unmarshal(req.Input, &v); err != nil {
 			return s, newError(CodeInvalidAttribute, err, "Invalid attribute type for input: %v", err)
 		}
-		s.Input = &Input{}
-		if IsURL(v) {
-			s.Input.URL = v
-		} else {
-			s.Input.Path = v
-		}
+		s.Input = NewInput(v)
 	default:
 		var in requestInput
 		if err := json.Unmarshal(req.Input, &in); err != nil {
@@ -153,10 +148,4 @@ func scalarString(what string, raw json.RawMessage) (string, error) {
 	default:
 		return "", newError(CodeInvalidAttribute, nil, "Invalid attribute type: %s for value: %s - must be a string", what, v)
 	}
-}
-
-// IsURL reports whether an input string names a download rather than a path.
-func IsURL(s string) bool {
-	l := strings.ToLower(s)
-	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
 }

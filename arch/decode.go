@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net/url"
 	"regexp"
 	"slices"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
+	"github.com/ucphhpc/gen-vm-image-go/internal/location"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 )
 
@@ -290,8 +290,7 @@ func (p *parser) urls(n *yaml.Node, path string) []string {
 }
 
 func (p *parser) checkURL(n *yaml.Node, path, s string) bool {
-	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if location.CheckURL(s) != nil {
 		p.invalid(n, path, "%q is not an http or https URL", s)
 		return false
 	}

@@ -31,13 +31,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
+	"github.com/ucphhpc/gen-vm-image-go/internal/location"
 )
 
 // Checksum is how the download is verified. Value is a literal hex digest;
@@ -243,7 +243,7 @@ func fetch(ctx context.Context, req Request, o *options, res *Result) error {
 		return newError(KindInvalid, "", nil, "Nothing to download: no URL given")
 	}
 	for _, u := range req.URLs {
-		if err := checkURL(u); err != nil {
+		if err := location.CheckURL(u); err != nil {
 			return newError(KindDownload, u, err, "Failed to download %s: %v", u, err)
 		}
 	}
@@ -311,20 +311,6 @@ func mirrorsFailed(errs []*Error) error {
 	}
 	return &Error{Kind: first.Kind, URL: first.URL, Err: first,
 		Msg: fmt.Sprintf("All %d mirrors failed: %s", len(errs), strings.Join(msgs, "; "))}
-}
-
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return fmt.Errorf("invalid URL: %w", err)
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return fmt.Errorf("unsupported URL scheme %q: use http or https", u.Scheme)
-	}
-	if u.Host == "" {
-		return errors.New("the URL has no host")
-	}
-	return nil
 }
 
 // digestSpec is the digest a download must have.

@@ -14,6 +14,7 @@ import (
 	"github.com/ProtonMail/go-crypto/openpgp/clearsign"
 
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
+	"github.com/ucphhpc/gen-vm-image-go/internal/location"
 )
 
 // Expected is a digest found in a checksum file.
@@ -92,7 +93,7 @@ func verifySums(ctx context.Context, o *options, sums []byte, sumsFile, signatur
 		return nil, "", newError(KindInvalid, key, err, "The key %s is not an OpenPGP public key: %v", key, err)
 	}
 	expected := describeKeys(keyring)
-	if IsURL(key) {
+	if location.IsURL(key) {
 		o.say("The key %s was downloaded: the signature is only as trustworthy as that download", key)
 	}
 	var signer *openpgp.Entity
@@ -167,16 +168,10 @@ func describeKeys(keys openpgp.EntityList) string {
 	return strings.Join(out, ", ")
 }
 
-// IsURL reports whether s is an http or https URL rather than a path.
-func IsURL(s string) bool {
-	l := strings.ToLower(s)
-	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
-}
-
 // readLocation reads a small file (checksum file, signature, key) from a
 // URL, with retries, or from a path; what names it in messages.
 func readLocation(ctx context.Context, o *options, loc, what string, limit int64) ([]byte, error) {
-	if !IsURL(loc) {
+	if !location.IsURL(loc) {
 		f, err := os.Open(loc)
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
@@ -191,7 +186,7 @@ func readLocation(ctx context.Context, o *options, loc, what string, limit int64
 		}
 		return data, nil
 	}
-	if err := checkURL(loc); err != nil {
+	if err := location.CheckURL(loc); err != nil {
 		return nil, newError(KindDownload, loc, err, "Failed to download the %s %s: %v", what, loc, err)
 	}
 	var data []byte

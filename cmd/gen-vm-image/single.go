@@ -98,12 +98,8 @@ func runSingle(ctx context.Context, e env, args []string) int {
 	}
 	verbose := p.switches["verbose"]
 	if in := p.values["input"]; in != "" {
-		spec.Input = &genvm.Input{Format: p.values["input_format"]}
-		if genvm.IsURL(in) {
-			spec.Input.URL = in
-		} else {
-			spec.Input.Path = in
-		}
+		spec.Input = genvm.NewInput(in)
+		spec.Input.Format = p.values["input_format"]
 		if p.values["checksum"] != "" || p.values["checksum_type"] != "" || p.values["checksum_file"] != "" ||
 			p.values["checksum_signature"] != "" || p.values["checksum_key"] != "" {
 			c := &genvm.Checksum{Type: p.values["checksum_type"], Value: p.values["checksum"], File: p.values["checksum_file"],

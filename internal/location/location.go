@@ -1,0 +1,35 @@
+// Package location tells a URL from a path, the one way every package
+// does: an input image, a checksum file, a signature or a key is downloaded
+// when it is an http or https URL, and read from the file system otherwise.
+package location
+
+import (
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+)
+
+// IsURL reports whether s names a download rather than a path: it starts
+// with http:// or https://, in any case. It says what the user meant;
+// CheckURL says whether that URL can be downloaded.
+func IsURL(s string) bool {
+	l := strings.ToLower(s)
+	return strings.HasPrefix(l, "http://") || strings.HasPrefix(l, "https://")
+}
+
+// CheckURL returns why raw cannot be downloaded, or nil: it must parse,
+// use http or https, and name a host.
+func CheckURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("invalid URL: %w", err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("unsupported URL scheme %q: use http or https", u.Scheme)
+	}
+	if u.Host == "" {
+		return errors.New("the URL has no host")
+	}
+	return nil
+}
