@@ -36,6 +36,13 @@ func newError(code int, err error, format string, args ...any) *Error {
 	return &Error{Code: code, Msg: fmt.Sprintf(format, args...), Err: err}
 }
 
+// Errorf returns an *Error with code, a message made as fmt.Sprintf makes
+// it, and cause (nil for none), for callers that report their own failures
+// with these return codes: the JSON protocol, the command line's checks.
+func Errorf(code int, cause error, format string, args ...any) *Error {
+	return newError(code, cause, format, args...)
+}
+
 // CodeOf returns the return code of err: 0 for nil, the code of a *Error,
 // and CodeCreateFailed for anything else.
 func CodeOf(err error) int {

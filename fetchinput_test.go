@@ -101,21 +101,3 @@ func TestGenerateLocalWithChecksumFile(t *testing.T) {
 		t.Errorf("mismatch: %v", err)
 	}
 }
-
-func TestRequestURLList(t *testing.T) {
-	req := Request{Name: "n", Size: []byte(`"1G"`), CacheDir: "/c",
-		Input: []byte(`{"url": ["http://a/x.qcow2", "http://b/x.qcow2"], "checksum": {"file": "http://a/SUMS", "signature": "http://a/SUMS.gpg", "key": "k.asc"}}`)}
-	s, err := req.Spec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	in := s.Input
-	if s.CacheDir != "/c" || in.URL != "http://a/x.qcow2" || len(in.Mirrors) != 1 || in.Mirrors[0] != "http://b/x.qcow2" ||
-		in.Checksum.File != "http://a/SUMS" || in.Checksum.Signature != "http://a/SUMS.gpg" || in.Checksum.Key != "k.asc" {
-		t.Errorf("%+v %+v", s, in)
-	}
-	req.Input = []byte(`{"url": 5}`)
-	if _, err := req.Spec(); CodeOf(err) != CodeInvalidAttribute {
-		t.Errorf("url 5: %v", err)
-	}
-}

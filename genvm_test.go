@@ -27,34 +27,6 @@ func TestOutputName(t *testing.T) {
 	}
 }
 
-func TestResponseJSON(t *testing.T) {
-	tests := []struct {
-		name string
-		r    Response
-		want string
-	}{
-		{"success", NewResponse("", nil, false, nil),
-			"{\n    \"response\": \"\",\n    \"return_code\": 0,\n    \"status\": \"success\",\n    \"verbose_messages\": []\n}"},
-		{"failure with messages", NewResponse("", []string{"a <b> & c"}, true, &Error{Code: CodeChecksum, Msg: "bad"}),
-			"{\n    \"response\": \"bad\",\n    \"return_code\": 6,\n    \"status\": \"failed\",\n    \"verbose_messages\": [\n        \"a <b> & c\"\n    ]\n}"},
-		{"non-ASCII escaped as Python does", NewResponse("blå 😀", nil, false, nil),
-			"{\n    \"response\": \"bl\\u00e5 \\ud83d\\ude00\",\n    \"return_code\": 0,\n    \"status\": \"success\",\n    \"verbose_messages\": []\n}"},
-		{"messages hidden without verbose", NewResponse("ok", []string{"x"}, false, nil),
-			"{\n    \"response\": \"ok\",\n    \"return_code\": 0,\n    \"status\": \"success\",\n    \"verbose_messages\": []\n}"},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			b, err := tc.r.MarshalPython()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if string(b) != tc.want {
-				t.Errorf("got\n%s\nwant\n%s", b, tc.want)
-			}
-		})
-	}
-}
-
 func TestCodeOf(t *testing.T) {
 	if CodeOf(nil) != 0 || CodeOf(errors.New("x")) != CodeCreateFailed {
 		t.Fatal("CodeOf")
@@ -62,26 +34,6 @@ func TestCodeOf(t *testing.T) {
 	wrapped := errors.Join(errors.New("ctx"), &Error{Code: CodeResize, Msg: "r"})
 	if CodeOf(wrapped) != CodeResize {
 		t.Fatal("CodeOf does not see a wrapped *Error")
-	}
-}
-
-func TestRequestSpec(t *testing.T) {
-	req := Request{Name: "n", Size: []byte(`"10G"`), Version: []byte(`9.4`), Input: []byte(`"https://example.invalid/x.qcow2"`)}
-	s, err := req.Spec()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Version != "9.4" || s.Size != "10G" || s.Input == nil || s.Input.URL == "" {
-		t.Fatalf("%+v", s)
-	}
-	req.Input = []byte(`{"path": "a.qcow2", "checksum": {"type": "sha256", "value": "ab"}}`)
-	s, err = req.Spec()
-	if err != nil || s.Input.Path != "a.qcow2" || s.Input.Checksum.Type != "sha256" {
-		t.Fatalf("%+v %v", s, err)
-	}
-	req.Version = []byte(`{"x": 1}`)
-	if _, err := req.Spec(); CodeOf(err) != CodeInvalidAttribute {
-		t.Fatalf("object as version: %v", err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/jsonproto"
 )
 
 var convertOptions = []option{
@@ -48,5 +49,5 @@ func runConvert(ctx context.Context, e env, args []string) int {
 		Input: p.positionals[0], InputFormat: p.values["input_format"],
 		Output: p.positionals[1], OutputFormat: p.values["output_format"],
 	}, opts...)
-	return respond(e, genvm.NewResponse("", res.Messages, p.switches["verbose"], err))
+	return respond(e, jsonproto.NewResponse("", res.Messages, p.switches["verbose"], err))
 }

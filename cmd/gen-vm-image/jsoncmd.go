@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/jsonproto"
 )
 
 const jsonHelp = `usage: gen-vm-image json [-h] < request.json
@@ -34,5 +34,5 @@ func runJSON(ctx context.Context, e env, args []string) int {
 	if len(p.positionals) > 0 {
 		return usageFail(e, "usage: gen-vm-image json [-h] < request.json\n", fmt.Errorf("unrecognized arguments: %v", p.positionals))
 	}
-	return respond(e, genvm.ServeRequest(ctx, e.stdin))
+	return respond(e, jsonproto.Serve(ctx, e.stdin))
 }

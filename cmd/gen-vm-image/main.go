@@ -14,8 +14,10 @@ import (
 	"syscall"
 	"time"
 
-	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"golang.org/x/term"
+
+	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/jsonproto"
 )
 
 const prog = "gen-vm-image"
@@ -131,7 +133,7 @@ func usageFail(e env, usage string, err error) int {
 
 // respond prints the JSON result (stdout on success, stderr on failure) and
 // returns the exit code.
-func respond(e env, r genvm.Response) int {
+func respond(e env, r jsonproto.Response) int {
 	out, err := r.MarshalPython()
 	if err != nil {
 		fmt.Fprintf(e.stderr, "Failed to dump JSON: %v\n", err)

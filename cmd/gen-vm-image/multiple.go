@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/jsonproto"
 )
 
 var multipleOptions = []option{
@@ -78,12 +79,12 @@ func runMultiple(ctx context.Context, e env, args []string) int {
 	verbose := p.switches["verbose"]
 	a, err := genvm.LoadArchitecture(p.positionals[0])
 	if err != nil {
-		return respond(e, genvm.NewResponse("", nil, verbose, err))
+		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 	}
 	opts, stop, err := runOptions(e, p)
 	defer stop()
 	if err != nil {
-		return respond(e, genvm.NewResponse("", nil, verbose, err))
+		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 	}
 	res, err := genvm.Build(ctx, a, genvm.BuildOptions{
 		OutputDirectory: p.values["output_directory"],
@@ -92,5 +93,5 @@ func runMultiple(ctx context.Context, e env, args []string) int {
 		FailFast:        p.switches["fail_fast"],
 		CacheDir:        p.values["cache_dir"],
 	}, opts...)
-	return respond(e, genvm.NewResponse(res.Summary, res.Messages, verbose, err))
+	return respond(e, jsonproto.NewResponse(res.Summary, res.Messages, verbose, err))
 }

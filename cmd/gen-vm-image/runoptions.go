@@ -1,8 +1,6 @@
 package main
 
 import (
-	"fmt"
-
 	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 )
@@ -34,7 +32,7 @@ func downloadLimits(p *parsed) (genvm.Option, error) {
 		}
 		n, err := size.Parse(v)
 		if err != nil {
-			return nil, &genvm.Error{Code: genvm.CodeInvalidAttribute, Msg: fmt.Sprintf("Invalid value %q for %s: %v", v, o.spelled, err)}
+			return nil, genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid value %q for %s: %v", v, o.spelled, err)
 		}
 		limits[i] = n
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/jsonproto"
 )
 
 var singleOptions = []option{
@@ -105,11 +106,11 @@ func runSingle(ctx context.Context, e env, args []string) int {
 			c := &genvm.Checksum{Type: p.values["checksum_type"], Value: p.values["checksum"], File: p.values["checksum_file"],
 				Signature: p.values["checksum_signature"], Key: p.values["checksum_key"]}
 			if c.BufferSize, err = intOption(p, "checksum_buffer_size", "-icbs/--input-checksum-buffer-size"); err != nil {
-				return respond(e, genvm.NewResponse("", nil, verbose, err))
+				return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 			}
 			n, err := intOption(p, "checksum_read_bytes", "-icrb/--input-checksum-read-bytes")
 			if err != nil {
-				return respond(e, genvm.NewResponse("", nil, verbose, err))
+				return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 			}
 			c.ReadBytes = int64(n)
 			spec.Input.Checksum = c
@@ -118,10 +119,10 @@ func runSingle(ctx context.Context, e env, args []string) int {
 	opts, stop, err := runOptions(e, p)
 	defer stop()
 	if err != nil {
-		return respond(e, genvm.NewResponse("", nil, verbose, err))
+		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 	}
 	res, err := genvm.Generate(ctx, spec, opts...)
-	return respond(e, genvm.NewResponse("", res.Messages, verbose, err))
+	return respond(e, jsonproto.NewResponse("", res.Messages, verbose, err))
 }
 
 // intOption reads an optional positive integer option.
@@ -132,7 +133,7 @@ func intOption(p *parsed, dest, spelled string) (int, error) {
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
-		return 0, &genvm.Error{Code: genvm.CodeInvalidAttribute, Msg: fmt.Sprintf("Invalid value %q for %s: must be a positive whole number", v, spelled)}
+		return 0, genvm.Errorf(genvm.CodeInvalidAttribute, nil, "Invalid value %q for %s: must be a positive whole number", v, spelled)
 	}
 	return n, nil
 }

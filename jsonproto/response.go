@@ -1,10 +1,12 @@
-package genvm
+package jsonproto
 
 import (
 	"bytes"
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
+
+	genvm "github.com/ucphhpc/gen-vm-image-go"
 )
 
 // Response is the JSON result the Python tool prints, field for field; the
@@ -21,7 +23,7 @@ type Response struct {
 // success), with msg as the response text on success. Verbose messages are
 // included only when verbose is set, as in the Python tool.
 func NewResponse(msg string, messages []string, verbose bool, err error) Response {
-	r := Response{Response: msg, ReturnCode: CodeOf(err), Status: "success", VerboseMessages: []string{}}
+	r := Response{Response: msg, ReturnCode: genvm.CodeOf(err), Status: "success", VerboseMessages: []string{}}
 	if err != nil {
 		r.Status = "failed"
 		r.Response = err.Error()

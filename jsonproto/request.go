@@ -1,10 +1,17 @@
-package genvm
+// Package jsonproto is gen-vm-image's JSON protocol, for programs not
+// written in Go (the role the Python tool plays as an initializer plugin
+// of corc): the request they write, with the keys of that plugin call, and
+// the result every command prints, byte for byte as the Python tool prints
+// it (json.dumps(indent=4, sort_keys=True)).
+package jsonproto
 
 import (
 	"context"
 	"encoding/json"
 	"io"
 	"strings"
+
+	genvm "github.com/ucphhpc/gen-vm-image-go"
 )
 
 // Request is what corc's initializer plugin hands the Python tool, as JSON:
@@ -42,32 +49,31 @@ type requestInput struct {
 // maxRequestBytes bounds what we read from a plugin caller.
 const maxRequestBytes = 1 << 20
 
-// ServeRequest reads one JSON request from r, generates the image and
-// returns the response to print, and whether verbose was asked for. Malformed
-// JSON is return code 9.
-func ServeRequest(ctx context.Context, r io.Reader, opts ...Option) Response {
+// Serve reads one JSON request from r, generates the image and returns
+// the response to print. Malformed JSON is return code 9.
+func Serve(ctx context.Context, r io.Reader, opts ...genvm.Option) Response {
 	data, err := io.ReadAll(io.LimitReader(r, maxRequestBytes+1))
 	if err != nil {
-		return NewResponse("", nil, false, newError(CodeJSON, err, "Failed to read the JSON request: %v", err))
+		return NewResponse("", nil, false, genvm.Errorf(genvm.CodeJSON, err, "Failed to read the JSON request: %v", err))
 	}
 	if len(data) > maxRequestBytes {
-		return NewResponse("", nil, false, newError(CodeJSON, nil, "The JSON request is larger than %d bytes", maxRequestBytes))
+		return NewResponse("", nil, false, genvm.Errorf(genvm.CodeJSON, nil, "The JSON request is larger than %d bytes", maxRequestBytes))
 	}
 	var req Request
 	if err := json.Unmarshal(data, &req); err != nil {
-		return NewResponse("", nil, false, newError(CodeJSON, err, "Failed to parse the JSON request: %v", err))
+		return NewResponse("", nil, false, genvm.Errorf(genvm.CodeJSON, err, "Failed to parse the JSON request: %v", err))
 	}
 	spec, err := req.Spec()
 	if err != nil {
 		return NewResponse("", nil, req.Verbose, err)
 	}
-	res, err := Generate(ctx, spec, opts...)
+	res, err := genvm.Generate(ctx, spec, opts...)
 	return NewResponse("", res.Messages, req.Verbose, err)
 }
 
-// Spec converts the request into a Spec.
-func (req Request) Spec() (Spec, error) {
-	s := Spec{Name: req.Name, Format: req.Format, OutputDirectory: req.OutputDirectory, Overwrite: req.Overwrite, AllowShrink: req.AllowShrink, CacheDir: req.CacheDir}
+// Spec converts the request into a genvm.Spec.
+func (req Request) Spec() (genvm.Spec, error) {
+	s := genvm.Spec{Name: req.Name, Format: req.Format, OutputDirectory: req.OutputDirectory, Overwrite: req.Overwrite, AllowShrink: req.AllowShrink, CacheDir: req.CacheDir}
 	var err error
 	if s.Size, err = scalarString("size", req.Size); err != nil {
 		return s, err
@@ -81,15 +87,15 @@ func (req Request) Spec() (Spec, error) {
 	case strings.HasPrefix(raw, `"`):
 		var v string
 		if err := json.Unmarshal(req.Input, &v); err != nil {
-			return s, newError(CodeInvalidAttribute, err, "Invalid attribute type for input: %v", err)
+			return s, genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid attribute type for input: %v", err)
 		}
-		s.Input = NewInput(v)
+		s.Input = genvm.NewInput(v)
 	default:
 		var in requestInput
 		if err := json.Unmarshal(req.Input, &in); err != nil {
-			return s, newError(CodeInvalidAttribute, err, "Invalid attribute type for input: must be a string or an object: %v", err)
+			return s, genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid attribute type for input: must be a string or an object: %v", err)
 		}
-		s.Input = &Input{Path: in.Path, Format: in.Format}
+		s.Input = &genvm.Input{Path: in.Path, Format: in.Format}
 		urls, err := requestURLs(in.URL)
 		if err != nil {
 			return s, err
@@ -98,7 +104,7 @@ func (req Request) Spec() (Spec, error) {
 			s.Input.URL, s.Input.Mirrors = urls[0], urls[1:]
 		}
 		if c := in.Checksum; c != nil {
-			s.Input.Checksum = &Checksum{Type: c.Type, Value: c.Value, File: c.File, Signature: c.Signature, Key: c.Key,
+			s.Input.Checksum = &genvm.Checksum{Type: c.Type, Value: c.Value, File: c.File, Signature: c.Signature, Key: c.Key,
 				BufferSize: c.BufferSize, ReadBytes: c.ReadBytes}
 		}
 	}
@@ -115,13 +121,13 @@ func requestURLs(raw json.RawMessage) ([]string, error) {
 	case strings.HasPrefix(v, "["):
 		var urls []string
 		if err := json.Unmarshal(raw, &urls); err != nil {
-			return nil, newError(CodeInvalidAttribute, err, "Invalid attribute type for input url: must be a string or a list of strings: %v", err)
+			return nil, genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid attribute type for input url: must be a string or a list of strings: %v", err)
 		}
 		return urls, nil
 	default:
 		var u string
 		if err := json.Unmarshal(raw, &u); err != nil {
-			return nil, newError(CodeInvalidAttribute, err, "Invalid attribute type for input url: must be a string or a list of strings: %v", err)
+			return nil, genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid attribute type for input url: must be a string or a list of strings: %v", err)
 		}
 		return []string{u}, nil
 	}
@@ -136,16 +142,16 @@ func scalarString(what string, raw json.RawMessage) (string, error) {
 	case strings.HasPrefix(v, `"`):
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
-			return "", newError(CodeInvalidAttribute, err, "Invalid attribute type for %s: %v", what, err)
+			return "", genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid attribute type for %s: %v", what, err)
 		}
 		return s, nil
 	case strings.ContainsAny(v[:1], "-0123456789"):
 		var n json.Number
 		if err := json.Unmarshal(raw, &n); err != nil {
-			return "", newError(CodeInvalidAttribute, err, "Invalid attribute type for %s: %v", what, err)
+			return "", genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid attribute type for %s: %v", what, err)
 		}
 		return n.String(), nil
 	default:
-		return "", newError(CodeInvalidAttribute, nil, "Invalid attribute type: %s for value: %s - must be a string", what, v)
+		return "", genvm.Errorf(genvm.CodeInvalidAttribute, nil, "Invalid attribute type: %s for value: %s - must be a string", what, v)
 	}
 }

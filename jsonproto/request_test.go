@@ -1,0 +1,45 @@
+package jsonproto
+
+import (
+	"testing"
+
+	genvm "github.com/ucphhpc/gen-vm-image-go"
+)
+
+func TestRequestSpec(t *testing.T) {
+	req := Request{Name: "n", Size: []byte(`"10G"`), Version: []byte(`9.4`), Input: []byte(`"https://example.invalid/x.qcow2"`)}
+	s, err := req.Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Version != "9.4" || s.Size != "10G" || s.Input == nil || s.Input.URL == "" {
+		t.Fatalf("%+v", s)
+	}
+	req.Input = []byte(`{"path": "a.qcow2", "checksum": {"type": "sha256", "value": "ab"}}`)
+	s, err = req.Spec()
+	if err != nil || s.Input.Path != "a.qcow2" || s.Input.Checksum.Type != "sha256" {
+		t.Fatalf("%+v %v", s, err)
+	}
+	req.Version = []byte(`{"x": 1}`)
+	if _, err := req.Spec(); genvm.CodeOf(err) != genvm.CodeInvalidAttribute {
+		t.Fatalf("object as version: %v", err)
+	}
+}
+
+func TestRequestURLList(t *testing.T) {
+	req := Request{Name: "n", Size: []byte(`"1G"`), CacheDir: "/c",
+		Input: []byte(`{"url": ["http://a/x.qcow2", "http://b/x.qcow2"], "checksum": {"file": "http://a/SUMS", "signature": "http://a/SUMS.gpg", "key": "k.asc"}}`)}
+	s, err := req.Spec()
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := s.Input
+	if s.CacheDir != "/c" || in.URL != "http://a/x.qcow2" || len(in.Mirrors) != 1 || in.Mirrors[0] != "http://b/x.qcow2" ||
+		in.Checksum.File != "http://a/SUMS" || in.Checksum.Signature != "http://a/SUMS.gpg" || in.Checksum.Key != "k.asc" {
+		t.Errorf("%+v %+v", s, in)
+	}
+	req.Input = []byte(`{"url": 5}`)
+	if _, err := req.Spec(); genvm.CodeOf(err) != genvm.CodeInvalidAttribute {
+		t.Errorf("url 5: %v", err)
+	}
+}
