@@ -105,8 +105,8 @@ func SpecFor(im arch.Image, opt BuildOptions) Spec {
 			s.Input.Mirrors = in.URLs[1:]
 		}
 		if c := in.Checksum; c != nil {
-			s.Input.Checksum = &Checksum{Type: c.Type, Value: c.Value, File: c.File, Signature: c.Signature, Key: c.Key,
-				BufferSize: c.BufferSize, ReadBytes: c.ReadBytes}
+			spec := c.Spec
+			s.Input.Checksum = &spec
 		}
 	}
 	return s

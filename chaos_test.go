@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
 	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 	"github.com/ucphhpc/gen-vm-image-go/output"
 )
@@ -38,7 +39,7 @@ func TestChecksumAndUseAreOneFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	spec := Spec{Name: "img", Size: "1M", Format: "raw", OutputDirectory: filepath.Join(dir, "out"),
-		Input: &Input{Path: in, Checksum: &Checksum{Type: "sha256", Value: sha256Hex(good)}}}
+		Input: &Input{Path: in, Checksum: &checksum.Spec{Type: "sha256", Value: sha256Hex(good)}}}
 	swap := func(o *options) {
 		o.afterVerify = func(path string) {
 			if err := os.Rename(evil, path); err != nil {
@@ -87,7 +88,7 @@ func TestRaceForOneOutput(t *testing.T) {
 	}
 	out := filepath.Join(dir, "out")
 	spec := Spec{Name: "img", Size: "4M", OutputDirectory: out,
-		Input: &Input{Path: in, Checksum: &Checksum{Type: "sha256", Value: sha256Hex(data)}}}
+		Input: &Input{Path: in, Checksum: &checksum.Spec{Type: "sha256", Value: sha256Hex(data)}}}
 	// Both runs wait here, after their existence check, for each other.
 	var arrived sync.WaitGroup
 	arrived.Add(2)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
 	"github.com/ucphhpc/gen-vm-image-go/fetch"
 )
 
@@ -15,9 +16,8 @@ import (
 // verified file, open, and its size.
 func fetchInput(ctx context.Context, in *Input, cacheDir, image string, o *options, say func(string, ...any)) (*os.File, int64, error) {
 	req := fetch.Request{URLs: append([]string{in.URL}, in.Mirrors...), CacheDir: cacheDir}
-	if c := in.Checksum; c != nil {
-		req.Checksum = fetch.Checksum{Type: c.Type, Value: c.Value, BufferSize: c.BufferSize, ReadBytes: c.ReadBytes}
-		req.SumsFile, req.Signature, req.Key = c.File, c.Signature, c.Key
+	if in.Checksum != nil {
+		req.Checksum = *in.Checksum
 	}
 	res, err := fetch.Fetch(ctx, req, fetchOptions(o, image, say)...)
 	if err != nil {
@@ -32,17 +32,16 @@ func fetchInput(ctx context.Context, in *Input, cacheDir, image string, o *optio
 	return res.File, st.Size(), nil
 }
 
-// lookupChecksumFile returns c with the Type and Value that its checksum
-// file lists for the local file at path (after checking the file's
-// signature when a key is given).
-func lookupChecksumFile(ctx context.Context, c *Checksum, path string, say func(string, ...any)) (*Checksum, error) {
-	exp, err := fetch.LookupSums(ctx, c.File, c.Signature, c.Key, c.Type, []string{filepath.Base(path)}, fetchOptions(nil, "", say)...)
+// expectedChecksum returns the digest c asks of the local file at path:
+// c's value, or the one c's checksum file (a URL or a path) lists for the
+// file's name, after checking its signature when a key is given. It is nil
+// when c asks for none.
+func expectedChecksum(ctx context.Context, c *checksum.Spec, path string, say func(string, ...any)) (*checksum.Expected, error) {
+	want, err := fetch.ResolveChecksum(ctx, *c, []string{filepath.Base(path)}, fetchOptions(nil, "", say)...)
 	if err != nil {
 		return nil, fetchError(err)
 	}
-	listed := *c
-	listed.Type, listed.Value = exp.Algorithm, exp.Digest
-	return &listed, nil
+	return want, nil
 }
 
 func fetchOptions(o *options, image string, say func(string, ...any)) []fetch.Option {
@@ -87,19 +86,6 @@ func fetchError(err error) error {
 		code = CodeInvalidAttribute
 	}
 	return &Error{Code: code, Msg: fe.Msg, Err: fe}
-}
-
-// validateChecksumFile checks the checksum-file fields against each other.
-func validateChecksumFile(c *Checksum) error {
-	switch {
-	case c.File != "" && c.Value != "":
-		return newError(CodeInvalidAttribute, nil, "Both a checksum value and a checksum file (%s) are given for the input; give only one", c.File)
-	case c.File == "" && (c.Signature != "" || c.Key != ""):
-		return newError(CodeInvalidAttribute, nil, "A checksum signature or key is given without a checksum file to verify; give the checksum file too")
-	case c.Signature != "" && c.Key == "":
-		return newError(CodeMissingAttribute, nil, "Missing attribute: a key to verify the signature %s of the checksum file %s with", c.Signature, c.File)
-	}
-	return nil
 }
 
 // decompressLocal swaps a compressed local input for its decompressed copy

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
 )
 
 // rawInput is a small raw disk image: data, a hole, data.
@@ -48,14 +50,14 @@ func TestGenerateFromURL(t *testing.T) {
 		msg   string
 	}{
 		{"no checksum", Input{URL: srv.URL + "/disk.raw"}, 0, ""},
-		{"checksum", Input{URL: srv.URL + "/disk.raw", Checksum: &Checksum{Type: "sha256", Value: hexSHA256(data)}}, 0, ""},
-		{"checksum file", Input{URL: srv.URL + "/disk.raw", Checksum: &Checksum{File: srv.URL + "/SHA256SUMS"}}, 0, ""},
+		{"checksum", Input{URL: srv.URL + "/disk.raw", Checksum: &checksum.Spec{Type: "sha256", Value: hexSHA256(data)}}, 0, ""},
+		{"checksum file", Input{URL: srv.URL + "/disk.raw", Checksum: &checksum.Spec{File: srv.URL + "/SHA256SUMS"}}, 0, ""},
 		{"mirror", Input{URL: srv.URL + "/gone.raw", Mirrors: []string{srv.URL + "/disk.raw"}}, 0, ""},
-		{"mismatch", Input{URL: srv.URL + "/disk.raw", Checksum: &Checksum{Type: "sha256", Value: strings.Repeat("0", 64)}}, CodeChecksum, "does not match the expected checksum: " + strings.Repeat("0", 64)},
+		{"mismatch", Input{URL: srv.URL + "/disk.raw", Checksum: &checksum.Spec{Type: "sha256", Value: strings.Repeat("0", 64)}}, CodeChecksum, "does not match the expected checksum: " + strings.Repeat("0", 64)},
 		{"404", Input{URL: srv.URL + "/gone.raw"}, CodeDownload, "Failed to download " + srv.URL + "/gone.raw: the server answered 404 Not Found"},
-		{"signature without key", Input{URL: srv.URL + "/disk.raw", Checksum: &Checksum{File: "S", Signature: "S.gpg"}}, CodeMissingAttribute, "a key to verify"},
-		{"value and file", Input{URL: srv.URL + "/disk.raw", Checksum: &Checksum{Type: "sha256", Value: "00", File: "S"}}, CodeInvalidAttribute, "give only one"},
-		{"missing local checksum file", Input{URL: srv.URL + "/disk.raw", Checksum: &Checksum{File: filepath.Join(cache, "nope")}}, CodePathNotFound, "Path not found"},
+		{"signature without key", Input{URL: srv.URL + "/disk.raw", Checksum: &checksum.Spec{File: "S", Signature: "S.gpg"}}, CodeMissingAttribute, "a key to verify"},
+		{"value and file", Input{URL: srv.URL + "/disk.raw", Checksum: &checksum.Spec{Type: "sha256", Value: "00", File: "S"}}, CodeInvalidAttribute, "give only one"},
+		{"missing local checksum file", Input{URL: srv.URL + "/disk.raw", Checksum: &checksum.Spec{File: filepath.Join(cache, "nope")}}, CodePathNotFound, "Path not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -87,7 +89,7 @@ func TestGenerateLocalWithChecksumFile(t *testing.T) {
 	sums := filepath.Join(dir, "SUMS")
 	os.WriteFile(sums, []byte("SHA256 (disk.raw) = "+hexSHA256(data)+"\n"), 0o644)
 	res, err := Generate(context.Background(), Spec{Name: "img", Size: "1M", OutputDirectory: dir,
-		Input: &Input{Path: path, Checksum: &Checksum{File: sums}}})
+		Input: &Input{Path: path, Checksum: &checksum.Spec{File: sums}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,7 +98,7 @@ func TestGenerateLocalWithChecksumFile(t *testing.T) {
 	}
 	os.WriteFile(sums, []byte(strings.Repeat("1", 64)+"  disk.raw\n"), 0o644)
 	_, err = Generate(context.Background(), Spec{Name: "img2", Size: "1M", OutputDirectory: dir,
-		Input: &Input{Path: path, Checksum: &Checksum{File: sums}}})
+		Input: &Input{Path: path, Checksum: &checksum.Spec{File: sums}}})
 	if CodeOf(err) != CodeChecksum {
 		t.Errorf("mismatch: %v", err)
 	}

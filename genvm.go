@@ -63,11 +63,11 @@ type Spec struct {
 
 // Input is the image a generated image is based on.
 type Input struct {
-	Path     string   // a local file, or
-	URL      string   // an http(s) URL, downloaded into the cache (see package fetch)
-	Mirrors  []string // more URLs of the same file, tried in order after URL
-	Format   string   // optional; must agree with the content when given
-	Checksum *Checksum
+	Path     string         // a local file, or
+	URL      string         // an http(s) URL, downloaded into the cache (see package fetch)
+	Mirrors  []string       // more URLs of the same file, tried in order after URL
+	Format   string         // optional; must agree with the content when given
+	Checksum *checksum.Spec // nil: the input is not verified
 }
 
 // NewInput is the input a command line or a request names with one string:
@@ -77,18 +77,6 @@ func NewInput(pathOrURL string) *Input {
 		return &Input{URL: pathOrURL}
 	}
 	return &Input{Path: pathOrURL}
-}
-
-// Checksum is the expected digest of the input file as published: a
-// literal Value, or the one a checksum File lists for the input's file name.
-type Checksum struct {
-	Type       string // a hashlib name: sha256, sha512, ...; optional with File
-	Value      string // hex
-	File       string // URL or path of a checksum (SUMS) file, instead of Value
-	Signature  string // URL or path of File's detached OpenPGP signature
-	Key        string // URL or path of the OpenPGP key that signs File (clear-signed when no Signature)
-	BufferSize int    // read buffer; 0 means 65536
-	ReadBytes  int64  // hash only the first ReadBytes bytes; 0 means all
 }
 
 // Result says what Generate did. It is returned on failure too, with the
@@ -251,22 +239,13 @@ func validateSpec(spec Spec, format string) (int64, error) {
 			return 0, newError(CodeInvalidAttribute, nil, "Mirrors are given for the input but no url")
 		}
 		if c := in.Checksum; c != nil {
-			if err := validateChecksumFile(c); err != nil {
-				return 0, err
-			}
-			if c.Value != "" && c.Type == "" {
-				return 0, newError(CodeMissingAttribute, nil, "Missing attribute: input_checksum_type in %s", c.Value)
-			}
-			if c.Type != "" && c.Value == "" && c.File == "" {
-				return 0, newError(CodeMissingAttribute, nil, "Missing attribute: input_checksum for checksum type %s", c.Type)
-			}
-			if c.Type != "" {
-				if _, err := checksum.New(c.Type); err != nil {
-					return 0, newError(CodeInvalidAttribute, err, "Invalid checksum type: %v", err)
+			if err := c.Validate(); err != nil {
+				code := CodeInvalidAttribute
+				var se *checksum.SpecError
+				if errors.As(err, &se) && se.Missing {
+					code = CodeMissingAttribute
 				}
-			}
-			if c.BufferSize < 0 || c.ReadBytes < 0 {
-				return 0, newError(CodeInvalidAttribute, nil, "Invalid checksum buffer size %d or read bytes %d: must be positive", c.BufferSize, c.ReadBytes)
+				return 0, newError(code, err, "%v", err)
 			}
 		}
 	}
@@ -469,12 +448,13 @@ func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *opt
 		f.Close()
 		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
 	}
-	if c := in.Checksum; c != nil && (c.Value != "" || c.File != "") {
-		if err := verifyChecksum(ctx, f, st.Size(), path, c, say); err != nil {
+	if c := in.Checksum; c != nil {
+		verified, err := verifyChecksum(ctx, f, st.Size(), path, c, say)
+		if err != nil {
 			f.Close()
 			return nil, 0, err
 		}
-		if o.afterVerify != nil {
+		if verified && o.afterVerify != nil {
 			o.afterVerify(path)
 		}
 	}
@@ -482,26 +462,24 @@ func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *opt
 }
 
 // verifyChecksum hashes the open input file and compares the digest with
-// the expected value, or with the one its checksum file lists.
-func verifyChecksum(ctx context.Context, f *os.File, size int64, path string, c *Checksum, say func(string, ...any)) error {
-	if c.File != "" {
-		listed, err := lookupChecksumFile(ctx, c, path, say)
-		if err != nil {
-			return err
-		}
-		c = listed
+// the one c asks for: its value, or the one its checksum file lists for
+// the file's name. verified is false when c asks for none.
+func verifyChecksum(ctx context.Context, f *os.File, size int64, path string, c *checksum.Spec, say func(string, ...any)) (verified bool, err error) {
+	want, err := expectedChecksum(ctx, c, path, say)
+	if err != nil || want == nil {
+		return false, err
 	}
-	got, err := checksum.Digest(ctx, io.NewSectionReader(f, 0, size), c.Type, c.BufferSize, c.ReadBytes)
+	got, err := checksum.Digest(ctx, io.NewSectionReader(f, 0, size), want.Algorithm, c.BufferSize, want.ReadBytes)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
-			return newError(CodeChecksum, err, "Interrupted while calculating the checksum of %s", path)
+			return false, newError(CodeChecksum, err, "Interrupted while calculating the checksum of %s", path)
 		}
-		return newError(CodeChecksum, err, "Failed to calculate the checksum of %s: %v", path, err)
+		return false, newError(CodeChecksum, err, "Failed to calculate the checksum of %s: %v", path, err)
 	}
-	if !checksum.Equal(c.Value, got) {
-		return newError(CodeChecksum, nil,
-			"The checksum of the input image: %s does not match the expected checksum: %s (%s of %s)", got, strings.TrimSpace(c.Value), c.Type, path)
+	if !checksum.Equal(want.Digest, got) {
+		return false, newError(CodeChecksum, nil,
+			"The checksum of the input image: %s does not match the expected checksum: %s (%s of %s)", got, want.Digest, want.Algorithm, path)
 	}
-	say("The calculated checksum: %s matches the defined checksum: %s", got, strings.TrimSpace(c.Value))
-	return nil
+	say("The calculated checksum: %s matches the defined checksum: %s", got, want.Digest)
+	return true, nil
 }

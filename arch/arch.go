@@ -33,6 +33,8 @@ import (
 	"os"
 	"sort"
 	"strings"
+
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
 )
 
 // MaxFileSize bounds an architecture file; a real one is a few kilobytes.
@@ -73,16 +75,11 @@ type Input struct {
 	Line     int // line of the input key
 }
 
-// Checksum is how an input is verified.
+// Checksum is how an input is verified, as written (BufferSize is
+// checksum.DefaultBufferSize when absent), and where.
 type Checksum struct {
-	Type       string // hashlib algorithm name as written; may be "" with File
-	Value      string // expected hex digest, or "" with File
-	File       string // URL or path of a checksum (SUMS) file, or ""
-	Signature  string // URL or path of File's signature, or ""
-	Key        string // URL or path of the key that made Signature, or ""
-	BufferSize int    // read size; checksum.DefaultBufferSize when absent
-	ReadBytes  int64  // hash only the first ReadBytes bytes; 0 means all
-	Line       int    // line of the checksum key
+	checksum.Spec
+	Line int // line of the checksum key
 }
 
 // Kind says what sort of problem a Problem is, so a caller can map it to

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
 )
 
 // referenceDir holds the Python tool's example and test architecture files.
@@ -71,7 +73,7 @@ func TestReferenceExamples(t *testing.T) {
 			Input: &Input{URL: rocky, URLs: []string{rocky}, Format: "qcow2", Line: 8}}},
 		{"examples_download-cloud-image-checksum-example.yml", Image{Key: "image-1", Name: "rocky", Size: "120G", SizeBytes: 120 << 30, Version: "9.4", Format: "qcow2", Line: 3,
 			Input: &Input{URL: rocky, URLs: []string{rocky}, Format: "qcow2", Line: 8,
-				Checksum: &Checksum{Type: "sha256", Value: "39277948d53a10f1087454a1e0ed1c9bb48b48f6a4ddbf5113adc36f70be6730", BufferSize: 65536, Line: 11}}}},
+				Checksum: &Checksum{Spec: checksum.Spec{Type: "sha256", Value: "39277948d53a10f1087454a1e0ed1c9bb48b48f6a4ddbf5113adc36f70be6730", BufferSize: 65536}, Line: 11}}}},
 	}
 	for _, tt := range tests {
 		a, err := Load(filepath.Join(dir, tt.file))

@@ -307,7 +307,7 @@ func (p *parser) checksum(e entry, path string) *Checksum {
 		}
 		return nil
 	}
-	c := &Checksum{Line: e.key.Line, BufferSize: checksum.DefaultBufferSize}
+	c := &Checksum{Spec: checksum.Spec{BufferSize: checksum.DefaultBufferSize}, Line: e.key.Line}
 	var typeNode, valueNode, fileNode, sigNode, keyNode *yaml.Node
 	digestSize := 0
 	for _, f := range p.entries(n, path) {

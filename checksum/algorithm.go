@@ -1,6 +1,13 @@
 // Package checksum verifies input images: hash algorithms named as Python's
 // hashlib names them, file digests computed the way the Python gen-vm-image
-// computes them, and checksum ("SUMS") files in GNU and BSD layouts.
+// computes them, checksum ("SUMS") files in GNU and BSD layouts, and their
+// OpenPGP signatures, detached or clear-signed.
+//
+// A Spec says how a file is verified, as a user gives it; Spec.Resolve
+// turns it into the digest the file must have (Expected), reading the
+// checksum file, signature and key it names through a ReadFunc, and opens
+// nothing itself: package fetch passes one that downloads URLs, so that
+// fetch depends on checksum and not the other way round.
 package checksum
 
 import (

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
 )
 
 // Chaos: a cache that someone else changed, and servers that lie, trickle
@@ -121,7 +123,7 @@ func TestLinksInTheCacheAreNotFollowed(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, req := range []Request{
-			{URLs: []string{u}, CacheDir: dir, Checksum: Checksum{Type: "sha256", Value: sha256hex(precious)}},
+			{URLs: []string{u}, CacheDir: dir, Checksum: checksum.Spec{Type: "sha256", Value: sha256hex(precious)}},
 			{URLs: []string{u}, CacheDir: dir}, // the server would answer 304 to the planted ETag
 		} {
 			res, err := fetchWithin(t, 10*time.Second, req, fast()...)
@@ -463,7 +465,7 @@ func TestNoLockFilesLeft(t *testing.T) {
 	if _, err := Fetch(context.Background(), Request{URLs: []string{srv.URL + "/missing"}, CacheDir: dir}, fast()...); err == nil {
 		t.Fatal("a 404 succeeded")
 	}
-	if _, err := Fetch(context.Background(), Request{URLs: []string{srv.URL + "/ok.img"}, CacheDir: dir, Checksum: Checksum{Type: "sha256", Value: strings.Repeat("00", 32)}}, fast()...); err == nil {
+	if _, err := Fetch(context.Background(), Request{URLs: []string{srv.URL + "/ok.img"}, CacheDir: dir, Checksum: checksum.Spec{Type: "sha256", Value: strings.Repeat("00", 32)}}, fast()...); err == nil {
 		t.Fatal("a wrong checksum succeeded")
 	}
 	entries, _ := os.ReadDir(filepath.Join(dir, "downloads"))

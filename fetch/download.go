@@ -25,7 +25,7 @@ import (
 type download struct {
 	o    *options
 	e    entry
-	want *digestSpec // nil: nothing to verify
+	want *checksum.Expected // nil: nothing to verify
 	res  *Result
 
 	file               *os.File // e.partial()
@@ -526,21 +526,21 @@ func (d *download) complete() error {
 	digest := ""
 	if d.want != nil {
 		digest = hex.EncodeToString(d.hash.Sum(nil))
-		if digest != d.want.Value {
+		if digest != d.want.Digest {
 			if d.resumed && !d.restarted {
 				d.restarted = true
-				d.say("The checksum of the downloaded %s: %s does not match the expected checksum: %s; as it was resumed, part of it may come from another version of the file: downloading all of it again", u, digest, d.want.Value)
+				d.say("The checksum of the downloaded %s: %s does not match the expected checksum: %s; as it was resumed, part of it may come from another version of the file: downloading all of it again", u, digest, d.want.Digest)
 				if err := d.reset(); err != nil {
 					return err
 				}
 				return errRestart
 			}
 			d.discard()
-			return newError(KindChecksum, u, &MismatchError{Algorithm: d.want.Algorithm, Expected: d.want.Value, Actual: digest},
+			return newError(KindChecksum, u, &MismatchError{Algorithm: d.want.Algorithm, Expected: d.want.Digest, Actual: digest},
 				"The checksum of the downloaded %s: %s does not match the expected checksum: %s (%s, from %s); the download is discarded",
-				u, digest, d.want.Value, d.want.Algorithm, d.want.Source)
+				u, digest, d.want.Digest, d.want.Algorithm, d.want.Source)
 		}
-		d.say("The calculated checksum: %s matches the defined checksum: %s (%s of %s, from %s)", digest, d.want.Value, d.want.Algorithm, u, d.want.Source)
+		d.say("The calculated checksum: %s matches the defined checksum: %s (%s of %s, from %s)", digest, d.want.Digest, d.want.Algorithm, u, d.want.Source)
 	}
 	dec, err := d.sink.finish()
 	if err != nil {

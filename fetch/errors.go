@@ -50,7 +50,7 @@ func (k Kind) String() string {
 	return fmt.Sprintf("Kind(%d)", int(k))
 }
 
-// Error is every error Fetch and LookupSums return: its Kind, the URL or
+// Error is every error Fetch and ResolveChecksum return: its Kind, the URL or
 // path it is about, and a message that names both and says what went wrong.
 type Error struct {
 	Kind Kind
@@ -62,10 +62,10 @@ type Error struct {
 func (e *Error) Error() string { return e.Msg }
 func (e *Error) Unwrap() error { return e.Err }
 
-// Sentinels, tested with errors.Is.
+// Sentinels, tested with errors.Is; a bad signature of a checksum file is
+// checksum.ErrBadSignature.
 var (
 	ErrChecksumMismatch = errors.New("checksum mismatch")
-	ErrBadSignature     = errors.New("bad signature")
 	ErrShortBody        = errors.New("short body")
 	ErrIdleTimeout      = errors.New("no data received")
 	ErrInterrupted      = errors.New("interrupted")

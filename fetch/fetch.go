@@ -8,7 +8,8 @@
 //   - The checksum (any hashlib algorithm; the read-bytes rule of the
 //     Python tool) is computed in the same pass that writes the file.
 //     It may come from a published checksum (SUMS) file, whose OpenPGP
-//     signature (detached or clear-signed) can be checked against a key.
+//     signature (detached or clear-signed) can be checked against a key
+//     (package checksum; fetch reads the files it names).
 //   - Downloads land in a cache directory (DefaultCacheDir), keyed by URL,
 //     under a .partial name, and are renamed only when complete and
 //     verified. A cached copy is reused when it matches the checksum, or,
@@ -33,6 +34,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -40,28 +42,16 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/internal/location"
 )
 
-// Checksum is how the download is verified. Value is a literal hex digest;
-// with Request.SumsFile it is empty and Type (optional) restricts the lookup.
-type Checksum struct {
-	Type       string // hashlib name: sha256, sha512, sha3_256, blake2b, ...
-	Value      string // expected hex digest, or ""
-	BufferSize int    // read size when a cached copy is hashed again; 0 means 65536
-	ReadBytes  int64  // hash only the first ReadBytes bytes; 0 means all
-}
-
 // Request is one file to fetch.
 type Request struct {
-	URLs     []string // the file's URL and its mirrors, tried in order
-	Checksum Checksum
-	// SumsFile is the URL or path of a checksum file that lists the
-	// expected digest under the URL's file name (GNU or BSD layout).
-	SumsFile string
-	// Signature is the URL or path of a detached OpenPGP signature of
-	// SumsFile (armored or binary). With Key and no Signature, SumsFile
-	// must be clear-signed.
-	Signature string
-	Key       string // URL or path of the OpenPGP public key(s) to verify with
-	CacheDir  string // "" means DefaultCacheDir()
+	URLs []string // the file's URL and its mirrors, tried in order
+	// Checksum verifies the file as published: a value, or a checksum
+	// file that lists the digest under the URL's file name (its OpenPGP
+	// signature checked when a key is given). The zero Spec verifies
+	// nothing; a cached copy is then reused only when the server says it
+	// is unchanged.
+	Checksum checksum.Spec
+	CacheDir string // "" means DefaultCacheDir()
 }
 
 // Result is what Fetch produced. Fetch returns it on failure too, holding
@@ -92,7 +82,7 @@ type Progress struct {
 	Total int64 // its size; -1 when the server does not say
 }
 
-// Option tunes Fetch and LookupSums.
+// Option tunes Fetch and ResolveChecksum.
 type Option func(*options)
 
 type options struct {
@@ -261,7 +251,7 @@ func fetch(ctx context.Context, req Request, o *options, res *Result) error {
 	if err := checkCacheDir(downloads); err != nil {
 		return newError(KindCache, req.URLs[0], err, "Refusing the download cache %s: %v", downloads, err)
 	}
-	want, err := expectedDigest(ctx, req, o)
+	want, err := resolveChecksum(ctx, o, req.Checksum, fileNames(req.URLs), req.URLs[0])
 	if err != nil {
 		return err
 	}
@@ -313,65 +303,21 @@ func mirrorsFailed(errs []*Error) error {
 		Msg: fmt.Sprintf("All %d mirrors failed: %s", len(errs), strings.Join(msgs, "; "))}
 }
 
-// digestSpec is the digest a download must have.
-type digestSpec struct {
-	Algorithm  string // canonical hashlib name
-	Value      string // lowercase hex
-	ReadBytes  int64
-	BufferSize int
-	Source     string // where Value came from, for messages
-}
-
-func expectedDigest(ctx context.Context, req Request, o *options) (*digestSpec, error) {
-	c := req.Checksum
-	if c.ReadBytes < 0 || c.BufferSize < 0 {
-		return nil, newError(KindInvalid, req.URLs[0], nil, "Invalid checksum buffer size %d or read bytes %d: must be positive", c.BufferSize, c.ReadBytes)
-	}
-	if c.Value != "" {
-		if req.SumsFile != "" {
-			return nil, newError(KindInvalid, req.URLs[0], nil, "Both a checksum value and a checksum file are given for %s; give only one", req.URLs[0])
-		}
-		if req.Signature != "" || req.Key != "" {
-			return nil, newError(KindInvalid, req.URLs[0], nil, "A signature and key verify a checksum file, but a checksum value is given for %s", req.URLs[0])
-		}
-		alg, err := checksum.CanonicalName(c.Type)
-		if err != nil {
-			return nil, newError(KindInvalid, req.URLs[0], err, "Invalid checksum type: %v", err)
-		}
-		return &digestSpec{Algorithm: alg, Value: strings.ToLower(strings.TrimSpace(c.Value)), ReadBytes: c.ReadBytes, BufferSize: c.BufferSize, Source: "the defined checksum"}, nil
-	}
-	if req.SumsFile == "" {
-		if req.Signature != "" || req.Key != "" {
-			return nil, newError(KindInvalid, req.URLs[0], nil, "A signature and key verify a checksum file, but no checksum file is given for %s", req.URLs[0])
-		}
-		return nil, nil
-	}
+// fileNames are the names a checksum file may list the file under: the
+// last element of each URL's path.
+func fileNames(urls []string) []string {
 	var names []string
-	for _, u := range req.URLs {
-		if n := fileName(u); n != "" && !contains(names, n) {
+	for _, u := range urls {
+		if n := fileName(u); n != "" && !slices.Contains(names, n) {
 			names = append(names, n)
 		}
 	}
-	exp, err := lookupSums(ctx, o, req.SumsFile, req.Signature, req.Key, c.Type, names)
-	if err != nil {
-		return nil, err
-	}
-	return &digestSpec{Algorithm: exp.Algorithm, Value: exp.Digest, ReadBytes: c.ReadBytes, BufferSize: c.BufferSize,
-		Source: fmt.Sprintf("%s (line %d)", req.SumsFile, exp.Line)}, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
+	return names
 }
 
 // fetchURL gets one URL: from the cache when it may, else by downloading.
 // It holds the URL's lock throughout.
-func fetchURL(ctx context.Context, o *options, e entry, want *digestSpec, res *Result) error {
+func fetchURL(ctx context.Context, o *options, e entry, want *checksum.Expected, res *Result) error {
 	lock, err := lockFile(ctx, e.lock(), func() {
 		o.say("Waiting for another gen-vm-image that is downloading %s", e.url)
 	})
@@ -404,7 +350,7 @@ func fetchURL(ctx context.Context, o *options, e entry, want *digestSpec, res *R
 
 // cachedCopy looks for a verified copy of e under its lock, without
 // downloading.
-func cachedCopy(ctx context.Context, o *options, e entry, want *digestSpec, res *Result) (bool, error) {
+func cachedCopy(ctx context.Context, o *options, e entry, want *checksum.Expected, res *Result) (bool, error) {
 	if _, err := os.Lstat(e.meta()); err != nil {
 		return false, nil
 	}
@@ -427,7 +373,7 @@ func cachedCopy(ctx context.Context, o *options, e entry, want *digestSpec, res 
 
 // useCachedCopy reuses a cached copy when its checksum matches (and its
 // files are whole: useCached).
-func useCachedCopy(ctx context.Context, o *options, e entry, m *entryMeta, want *digestSpec, res *Result) (bool, error) {
+func useCachedCopy(ctx context.Context, o *options, e entry, m *entryMeta, want *checksum.Expected, res *Result) (bool, error) {
 	hit, err := useCached(ctx, o, e, m, want, res)
 	if hit {
 		o.say("Cache hit: the cached copy of %s at %s matches %s: %s %s", e.url, e.download(), want.Source, want.Algorithm, res.Digest)

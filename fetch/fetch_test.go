@@ -25,6 +25,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 	"golang.org/x/crypto/blake2s"
+
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
 )
 
 // payload is a test file: random data, then zeros (so that decompressed
@@ -172,7 +174,7 @@ func blake2sHex(data []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func sumOf(data []byte) Checksum { return Checksum{Type: "sha256", Value: sha256hex(data)} }
+func sumOf(data []byte) checksum.Spec { return checksum.Spec{Type: "sha256", Value: sha256hex(data)} }
 
 func TestFetchAndCacheHit(t *testing.T) {
 	data := payload(3<<20 + 123)
@@ -204,7 +206,7 @@ func TestFetchAndCacheHit(t *testing.T) {
 	// Another algorithm and a read-bytes checksum verify the cached copy
 	// too (it is hashed again), and a wrong digest downloads again.
 	s512 := sha512.Sum512(data[:1000])
-	res3 := fetchOK(t, Request{URLs: req.URLs, CacheDir: dir, Checksum: Checksum{Type: "SHA-512", Value: hex.EncodeToString(s512[:]), ReadBytes: 1000}}, fast()...)
+	res3 := fetchOK(t, Request{URLs: req.URLs, CacheDir: dir, Checksum: checksum.Spec{Type: "SHA-512", Value: hex.EncodeToString(s512[:]), ReadBytes: 1000}}, fast()...)
 	if !res3.CacheHit {
 		t.Errorf("read-bytes checksum: not a hit: %q", res3.Messages)
 	}
@@ -459,7 +461,7 @@ func TestChecksumMismatchLeavesNothing(t *testing.T) {
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) { serveData(w, r, data, `"m"`) })
 	dir := t.TempDir()
 	wrong := strings.Repeat("ab", 32)
-	res, err := Fetch(context.Background(), Request{URLs: []string{srv.URL + "/m.img"}, Checksum: Checksum{Type: "sha256", Value: wrong}, CacheDir: dir}, fast()...)
+	res, err := Fetch(context.Background(), Request{URLs: []string{srv.URL + "/m.img"}, Checksum: checksum.Spec{Type: "sha256", Value: wrong}, CacheDir: dir}, fast()...)
 	var me *MismatchError
 	var fe *Error
 	if !errors.As(err, &me) || !errors.As(err, &fe) || fe.Kind != KindChecksum || me.Expected != wrong || me.Actual != sha256hex(data) {
@@ -478,7 +480,7 @@ func TestChecksumMismatchLeavesNothing(t *testing.T) {
 	}
 	// A verified copy in the cache is not reused for another digest.
 	fetchOK(t, Request{URLs: []string{srv.URL + "/m.img"}, Checksum: sumOf(data), CacheDir: dir}, fast()...)
-	_, err = Fetch(context.Background(), Request{URLs: []string{srv.URL + "/m.img"}, Checksum: Checksum{Type: "sha256", Value: wrong}, CacheDir: dir}, fast()...)
+	_, err = Fetch(context.Background(), Request{URLs: []string{srv.URL + "/m.img"}, Checksum: checksum.Spec{Type: "sha256", Value: wrong}, CacheDir: dir}, fast()...)
 	if !errors.Is(err, ErrChecksumMismatch) {
 		t.Errorf("error %v", err)
 	}
@@ -738,11 +740,11 @@ func TestBadRequests(t *testing.T) {
 	}{
 		{"no url", Request{}, KindInvalid, "no URL"},
 		{"ftp", Request{URLs: []string{"ftp://example.org/x"}}, KindDownload, `unsupported URL scheme "ftp"`},
-		{"unknown algorithm", Request{URLs: []string{"http://127.0.0.1:1/x"}, Checksum: Checksum{Type: "sha7", Value: "00"}}, KindInvalid, "sha7"},
-		{"value and file", Request{URLs: []string{"http://127.0.0.1:1/x"}, Checksum: Checksum{Type: "sha256", Value: "00"}, SumsFile: "S"}, KindInvalid, "give only one"},
-		{"key without file", Request{URLs: []string{"http://127.0.0.1:1/x"}, Key: "k.asc"}, KindInvalid, "no checksum file"},
-		{"signature without key", Request{URLs: []string{"http://127.0.0.1:1/x"}, SumsFile: "S", Signature: "S.gpg"}, KindInvalid, "needs a key"},
-		{"sums file missing", Request{URLs: []string{"http://127.0.0.1:1/x"}, SumsFile: filepath.Join(dir, "nope")}, KindNotFound, "Path not found"},
+		{"unknown algorithm", Request{URLs: []string{"http://127.0.0.1:1/x"}, Checksum: checksum.Spec{Type: "sha7", Value: "00"}}, KindInvalid, "sha7"},
+		{"value and file", Request{URLs: []string{"http://127.0.0.1:1/x"}, Checksum: checksum.Spec{Type: "sha256", Value: "00", File: "S"}}, KindInvalid, "give only one"},
+		{"key without file", Request{URLs: []string{"http://127.0.0.1:1/x"}, Checksum: checksum.Spec{Key: "k.asc"}}, KindInvalid, "without a checksum file"},
+		{"signature without key", Request{URLs: []string{"http://127.0.0.1:1/x"}, Checksum: checksum.Spec{File: "S", Signature: "S.gpg"}}, KindInvalid, "a key to verify the signature"},
+		{"sums file missing", Request{URLs: []string{"http://127.0.0.1:1/x"}, Checksum: checksum.Spec{File: filepath.Join(dir, "nope")}}, KindNotFound, "Path not found"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -21,7 +21,7 @@ import (
 // download, the decompressed copy (its image digest), since the download
 // itself is not used then. A miss (false, nil) says why and forgets the
 // entry when it is damaged.
-func useCached(ctx context.Context, o *options, e entry, m *entryMeta, want *digestSpec, res *Result) (bool, error) {
+func useCached(ctx context.Context, o *options, e entry, m *entryMeta, want *checksum.Expected, res *Result) (bool, error) {
 	miss := func(format string, args ...any) (bool, error) {
 		o.say("The cached copy of %s %s; downloading it again", e.url, fmt.Sprintf(format, args...))
 		return false, nil
@@ -33,8 +33,8 @@ func useCached(ctx context.Context, o *options, e entry, m *entryMeta, want *dig
 	key := ""
 	if want != nil {
 		key = digestKey(want.Algorithm, want.ReadBytes)
-		if got, ok := m.Digests[key]; ok && got != want.Value {
-			return miss("has the %s checksum %s, not %s", want.Algorithm, got, want.Value)
+		if got, ok := m.Digests[key]; ok && got != want.Digest {
+			return miss("has the %s checksum %s, not %s", want.Algorithm, got, want.Digest)
 		}
 	}
 	dl, err := safefile.OpenOwned(e.download())
@@ -70,8 +70,8 @@ func useCached(ctx context.Context, o *options, e entry, m *entryMeta, want *dig
 		}
 		if want != nil {
 			digest = wantSum
-			if digest != want.Value {
-				return miss("has the %s checksum %s, not %s", want.Algorithm, digest, want.Value)
+			if digest != want.Digest {
+				return miss("has the %s checksum %s, not %s", want.Algorithm, digest, want.Digest)
 			}
 			if _, ok := m.Digests[key]; !ok {
 				if m.Digests == nil {
@@ -115,7 +115,7 @@ func useCached(ctx context.Context, o *options, e entry, m *entryMeta, want *dig
 
 // hashDownload reads a cached download once and returns its SHA-256 and,
 // when want is set, the digest it asks for.
-func hashDownload(ctx context.Context, f *os.File, size int64, want *digestSpec) (sum, wantSum string, err error) {
+func hashDownload(ctx context.Context, f *os.File, size int64, want *checksum.Expected) (sum, wantSum string, err error) {
 	sha := sha256.New()
 	var w io.Writer = sha
 	var wantHash hash.Hash
@@ -151,7 +151,7 @@ func hashDownload(ctx context.Context, f *os.File, size int64, want *digestSpec)
 }
 
 // fillResult fills res from a complete entry whose image file is open.
-func fillResult(res *Result, e entry, m *entryMeta, path string, file *os.File, want *digestSpec, digest string, hit bool) {
+func fillResult(res *Result, e entry, m *entryMeta, path string, file *os.File, want *checksum.Expected, digest string, hit bool) {
 	*res = Result{Path: path, File: file, Published: e.download(), URL: e.url, Compression: m.Compression,
 		Size: m.Size, CacheHit: hit, Messages: res.Messages}
 	if want != nil {

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
 )
 
 // Request is what corc's initializer plugin hands the Python tool, as JSON:
@@ -35,15 +36,7 @@ type requestInput struct {
 	Path     string          `json:"path"`
 	URL      json.RawMessage `json:"url"` // a string, or a list: the URL and its mirrors
 	Format   string          `json:"format"`
-	Checksum *struct {
-		Type       string `json:"type"`
-		Value      string `json:"value"`
-		File       string `json:"file"`
-		Signature  string `json:"signature"`
-		Key        string `json:"key"`
-		BufferSize int    `json:"buffer_size"`
-		ReadBytes  int64  `json:"read_bytes"`
-	} `json:"checksum"`
+	Checksum *checksum.Spec  `json:"checksum"`
 }
 
 // maxRequestBytes bounds what we read from a plugin caller.
@@ -103,10 +96,7 @@ func (req Request) Spec() (genvm.Spec, error) {
 		if len(urls) > 0 {
 			s.Input.URL, s.Input.Mirrors = urls[0], urls[1:]
 		}
-		if c := in.Checksum; c != nil {
-			s.Input.Checksum = &genvm.Checksum{Type: c.Type, Value: c.Value, File: c.File, Signature: c.Signature, Key: c.Key,
-				BufferSize: c.BufferSize, ReadBytes: c.ReadBytes}
-		}
+		s.Input.Checksum = in.Checksum
 	}
 	return s, nil
 }

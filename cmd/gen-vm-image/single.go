@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/checksum"
 	"github.com/ucphhpc/gen-vm-image-go/jsonproto"
 )
 
@@ -103,7 +104,7 @@ func runSingle(ctx context.Context, e env, args []string) int {
 		spec.Input.Format = p.values["input_format"]
 		if p.values["checksum"] != "" || p.values["checksum_type"] != "" || p.values["checksum_file"] != "" ||
 			p.values["checksum_signature"] != "" || p.values["checksum_key"] != "" {
-			c := &genvm.Checksum{Type: p.values["checksum_type"], Value: p.values["checksum"], File: p.values["checksum_file"],
+			c := &checksum.Spec{Type: p.values["checksum_type"], Value: p.values["checksum"], File: p.values["checksum_file"],
 				Signature: p.values["checksum_signature"], Key: p.values["checksum_key"]}
 			if c.BufferSize, err = intOption(p, "checksum_buffer_size", "-icbs/--input-checksum-buffer-size"); err != nil {
 				return respond(e, jsonproto.NewResponse("", nil, verbose, err))
