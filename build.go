@@ -13,16 +13,13 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 )
 
-// BuildOptions are the choices of a `multiple` run.
-type BuildOptions struct {
-	OutputDirectory string // default DefaultOutputDirectory
+// BuildSpec describes a `multiple` run: the images of an architecture,
+// and what applies to every one of them (see Spec).
+type BuildSpec struct {
+	Architecture    *arch.Architecture // LoadArchitecture reads one
+	OutputDirectory string             // default DefaultOutputDirectory
 	Overwrite       bool
 	AllowShrink     bool
-	// FailFast stops at the first image that fails, as the Python tool
-	// does. Without it every image that can be built is built.
-	FailFast bool
-	// CacheDir holds downloaded inputs; "" means fetch.DefaultCacheDir().
-	CacheDir string
 }
 
 // ImageResult is the outcome of one image of an architecture.
@@ -87,17 +84,16 @@ func validationCode(verr *arch.ValidationError) int {
 	return code
 }
 
-// SpecFor turns one image of an architecture into a Spec.
-func SpecFor(im arch.Image, opt BuildOptions) Spec {
+// SpecFor turns one image of b's architecture into a Spec.
+func SpecFor(im arch.Image, b BuildSpec) Spec {
 	s := Spec{
 		Name:            im.Name,
 		Size:            im.Size,
 		Version:         im.Version,
 		Format:          im.Format,
-		OutputDirectory: opt.OutputDirectory,
-		Overwrite:       opt.Overwrite,
-		AllowShrink:     opt.AllowShrink,
-		CacheDir:        opt.CacheDir,
+		OutputDirectory: b.OutputDirectory,
+		Overwrite:       b.Overwrite,
+		AllowShrink:     b.AllowShrink,
 	}
 	if in := im.Input; in != nil {
 		s.Input = &Input{Path: in.Path, URL: in.URL, Format: in.Format}
@@ -112,15 +108,16 @@ func SpecFor(im arch.Image, opt BuildOptions) Spec {
 	return s
 }
 
-// Build generates every image of an architecture, one after the other. It
-// returns the first failure's error (with its code) after trying the rest,
-// unless FailFast is set.
-func Build(ctx context.Context, a *arch.Architecture, opt BuildOptions, opts ...Option) (*BuildResult, error) {
+// Build generates every image of spec's architecture, one after the other.
+// It returns the first failure's error (with its code) after trying the
+// rest, unless WithFailFast is given.
+func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, error) {
 	var o options
 	for _, fn := range opts {
 		fn(&o)
 	}
-	dir := opt.OutputDirectory
+	a := spec.Architecture
+	dir := spec.OutputDirectory
 	if dir == "" {
 		dir = DefaultOutputDirectory
 	}
@@ -142,7 +139,7 @@ func Build(ctx context.Context, a *arch.Architecture, opt BuildOptions, opts ...
 			break
 		}
 		ir := ImageResult{Key: im.Key}
-		ir.Err = generate(ctx, SpecFor(im, opt), &o, &ir.Result)
+		ir.Err = generate(ctx, SpecFor(im, spec), &o, &ir.Result)
 		res.Messages = append(res.Messages, ir.Messages...)
 		if ir.Err != nil {
 			res.Messages = append(res.Messages, fmt.Sprintf("Image %s failed (return code %d): %v", im.Key, CodeOf(ir.Err), ir.Err))
@@ -151,7 +148,7 @@ func Build(ctx context.Context, a *arch.Architecture, opt BuildOptions, opts ...
 			}
 		}
 		res.Images = append(res.Images, ir)
-		if ir.Err != nil && opt.FailFast {
+		if ir.Err != nil && o.failFast {
 			break
 		}
 	}

@@ -63,7 +63,7 @@ func TestGenerateFromURL(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			out := t.TempDir()
 			in := tt.input
-			res, err := Generate(context.Background(), Spec{Name: "img", Size: "2M", Input: &in, OutputDirectory: out, CacheDir: cache})
+			res, err := Generate(context.Background(), Spec{Name: "img", Size: "2M", Input: &in, OutputDirectory: out}, WithCacheDir(cache))
 			if code := CodeOf(err); code != tt.code || (err != nil && !strings.Contains(err.Error(), tt.msg)) {
 				t.Fatalf("code %d, error %v; want %d %q\n%s", code, err, tt.code, tt.msg, strings.Join(res.Messages, "\n"))
 			}

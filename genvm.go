@@ -11,6 +11,19 @@
 //
 // A failure at any step leaves nothing behind and never touches an existing
 // image.
+//
+// # Specs and options
+//
+// Generate, Build and Convert each take a spec and options, by one rule.
+// The spec (Spec, BuildSpec, ConvertSpec) says what to make: which images,
+// their names, versions, sizes and formats, their inputs and how those are
+// verified, where they go, and whether an existing image may be replaced
+// (Overwrite) or an input cut short (AllowShrink) — everything that decides
+// what ends up on disk. Options (WithProgress, WithoutSync,
+// WithDownloadLimits, WithCacheDir, WithFailFast) say how the run goes:
+// what it reports, how durably and how fast it writes, where downloads are
+// kept, when a build gives up. An option never changes what a successful
+// run writes; an option an entry point has no use for is ignored.
 package genvm
 
 import (
@@ -56,9 +69,6 @@ type Spec struct {
 	// AllowShrink permits a Size below the input's virtual size, which
 	// discards the data beyond it.
 	AllowShrink bool
-	// CacheDir holds downloaded inputs; "" means fetch.DefaultCacheDir()
-	// ($GVI_CACHE_DIR, else the user's cache directory).
-	CacheDir string
 }
 
 // Input is the image a generated image is based on.
@@ -100,12 +110,15 @@ type options struct {
 	noSync   bool
 	// Download limits (fetch.WithLimits); nil: fetch's defaults.
 	downloadLimits *[2]int64
+	cacheDir       string // "": fetch.DefaultCacheDir()
+	failFast       bool
 	// afterVerify, for tests, runs between an input's checksum and its
 	// use.
 	afterVerify func(path string)
 }
 
-// Option tunes Generate and Build.
+// Option says how Generate, Build and Convert run (see "Specs and
+// options" above).
 type Option func(*options)
 
 // WithProgress has fn called with progress events. fn must be quick; it is
@@ -126,6 +139,15 @@ func WithoutSync() Option { return func(o *options) { o.noSync = true } }
 func WithDownloadLimits(maxSize, minRate int64) Option {
 	return func(o *options) { o.downloadLimits = &[2]int64{maxSize, minRate} }
 }
+
+// WithCacheDir keeps downloaded inputs in dir instead of
+// fetch.DefaultCacheDir() ($GVI_CACHE_DIR, else the user's cache
+// directory); "" keeps the default.
+func WithCacheDir(dir string) Option { return func(o *options) { o.cacheDir = dir } }
+
+// WithFailFast makes Build stop at the first image that fails, as the
+// Python tool does. Without it every image that can be built is built.
+func WithFailFast() Option { return func(o *options) { o.failFast = true } }
 
 func (o *options) emit(e Event) {
 	if o.progress != nil {
@@ -177,7 +199,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 
 	var src *openedInput
 	if spec.Input != nil {
-		src, err = openInput(ctx, spec.Input, spec.CacheDir, filepath.Base(res.Path), o, say)
+		src, err = openInput(ctx, spec.Input, o.cacheDir, filepath.Base(res.Path), o, say)
 		if err != nil {
 			return err
 		}

@@ -43,7 +43,8 @@ type requestInput struct {
 const maxRequestBytes = 1 << 20
 
 // Serve reads one JSON request from r, generates the image and returns
-// the response to print. Malformed JSON is return code 9.
+// the response to print. Malformed JSON is return code 9. opts are given
+// to genvm.Generate after the request's own (Options), so theirs win.
 func Serve(ctx context.Context, r io.Reader, opts ...genvm.Option) Response {
 	data, err := io.ReadAll(io.LimitReader(r, maxRequestBytes+1))
 	if err != nil {
@@ -60,13 +61,13 @@ func Serve(ctx context.Context, r io.Reader, opts ...genvm.Option) Response {
 	if err != nil {
 		return NewResponse("", nil, req.Verbose, err)
 	}
-	res, err := genvm.Generate(ctx, spec, opts...)
+	res, err := genvm.Generate(ctx, spec, append(req.Options(), opts...)...)
 	return NewResponse("", res.Messages, req.Verbose, err)
 }
 
 // Spec converts the request into a genvm.Spec.
 func (req Request) Spec() (genvm.Spec, error) {
-	s := genvm.Spec{Name: req.Name, Format: req.Format, OutputDirectory: req.OutputDirectory, Overwrite: req.Overwrite, AllowShrink: req.AllowShrink, CacheDir: req.CacheDir}
+	s := genvm.Spec{Name: req.Name, Format: req.Format, OutputDirectory: req.OutputDirectory, Overwrite: req.Overwrite, AllowShrink: req.AllowShrink}
 	var err error
 	if s.Size, err = scalarString("size", req.Size); err != nil {
 		return s, err
@@ -99,6 +100,14 @@ func (req Request) Spec() (genvm.Spec, error) {
 		s.Input.Checksum = in.Checksum
 	}
 	return s, nil
+}
+
+// Options are the genvm options the request asks for: its cache_dir.
+func (req Request) Options() []genvm.Option {
+	if req.CacheDir == "" {
+		return nil
+	}
+	return []genvm.Option{genvm.WithCacheDir(req.CacheDir)}
 }
 
 // requestURLs reads an input's url: a string, or a list of the URL and

@@ -86,12 +86,11 @@ func runMultiple(ctx context.Context, e env, args []string) int {
 	if err != nil {
 		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 	}
-	res, err := genvm.Build(ctx, a, genvm.BuildOptions{
+	res, err := genvm.Build(ctx, genvm.BuildSpec{
+		Architecture:    a,
 		OutputDirectory: p.values["output_directory"],
 		Overwrite:       p.switches["overwrite"],
 		AllowShrink:     p.switches["allow_shrink"],
-		FailFast:        p.switches["fail_fast"],
-		CacheDir:        p.values["cache_dir"],
 	}, opts...)
 	return respond(e, jsonproto.NewResponse(res.Summary, res.Messages, verbose, err))
 }

@@ -40,7 +40,7 @@ func downloadLimits(p *parsed) (genvm.Option, error) {
 }
 
 // runOptions are the genvm options a command that writes images takes from
-// its switches and its terminal; stop ends the progress bar.
+// its switches (those it has) and its terminal; stop ends the progress bar.
 func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) {
 	stop = func() {}
 	limits, err := downloadLimits(p)
@@ -57,6 +57,12 @@ func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) 
 	}
 	if p.switches["no_sync"] {
 		opts = append(opts, genvm.WithoutSync())
+	}
+	if dir := p.values["cache_dir"]; dir != "" {
+		opts = append(opts, genvm.WithCacheDir(dir))
+	}
+	if p.switches["fail_fast"] {
+		opts = append(opts, genvm.WithFailFast())
 	}
 	return opts, stop, nil
 }

@@ -96,7 +96,6 @@ func runSingle(ctx context.Context, e env, args []string) int {
 		OutputDirectory: p.values["output_directory"],
 		Overwrite:       p.switches["overwrite"],
 		AllowShrink:     p.switches["allow_shrink"],
-		CacheDir:        p.values["cache_dir"],
 	}
 	verbose := p.switches["verbose"]
 	if in := p.values["input"]; in != "" {
