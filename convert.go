@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ucphhpc/gen-vm-image-go/arch"
 	"github.com/ucphhpc/gen-vm-image-go/output"
 )
 
@@ -13,7 +14,7 @@ type ConvertSpec struct {
 	Input        string // path of the input image
 	InputFormat  string // optional; must agree with the content
 	Output       string // path of the new image; replaced if it exists
-	OutputFormat string // default qcow2
+	OutputFormat string // default arch.DefaultFormat
 }
 
 // Convert writes the input image into a new image of the same virtual size,
@@ -27,7 +28,7 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	say := func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
 	format := spec.OutputFormat
 	if format == "" {
-		format = DefaultFormat
+		format = arch.DefaultFormat
 	}
 	if err := checkWritable(format); err != nil {
 		return res, err

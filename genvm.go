@@ -59,7 +59,7 @@ type Spec struct {
 	Name    string
 	Size    string // as qemu-img reads sizes: 20G, 512M, 1048576
 	Version string // optional; the file is NAME-VERSION.FORMAT
-	Format  string // output format; default qcow2
+	Format  string // output format; default arch.DefaultFormat
 	Input   *Input // nil for a blank image
 	// OutputDirectory defaults to DefaultOutputDirectory; it is created.
 	OutputDirectory string
@@ -171,7 +171,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 
 	format := spec.Format
 	if format == "" {
-		format = DefaultFormat
+		format = arch.DefaultFormat
 	}
 	virtualSize, err := validateSpec(spec, format)
 	if err != nil {

@@ -11,19 +11,12 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 )
 
-func TestOutputName(t *testing.T) {
-	tests := []struct{ name, version, format, want string }{
-		{"rocky", "9.4", "qcow2", "rocky-9.4.qcow2"},
-		{"rocky", "", "raw", "rocky.raw"},
-		{"input-path-image", "12", "qcow2", "input-path-image-12.qcow2"},
-	}
-	for _, tc := range tests {
-		if got := OutputName(tc.name, tc.version, tc.format); got != tc.want {
-			t.Errorf("OutputName(%q, %q, %q) = %q, want %q", tc.name, tc.version, tc.format, got, tc.want)
-		}
-	}
+func TestOutputPath(t *testing.T) {
 	if got := OutputPath("", "a", "", "raw"); got != filepath.Join("generated-images", "a.raw") {
 		t.Errorf("default directory: %q", got)
+	}
+	if got := OutputPath("out", "rocky", "9.4", "qcow2"); got != filepath.Join("out", "rocky-9.4.qcow2") {
+		t.Errorf("named directory: %q", got)
 	}
 }
 

@@ -40,8 +40,18 @@ import (
 // MaxFileSize bounds an architecture file; a real one is a few kilobytes.
 const MaxFileSize = 4 << 20
 
-// DefaultFormat is an image's format when the file gives none.
+// DefaultFormat is an image's format when none is given: by the
+// architecture file, the command line or a library caller.
 const DefaultFormat = "qcow2"
+
+// OutputName is the file an image is written to: NAME.FORMAT, or
+// NAME-VERSION.FORMAT when a version is set (the reference's naming).
+func OutputName(name, version, format string) string {
+	if version != "" {
+		return name + "-" + version + "." + format
+	}
+	return name + "." + format
+}
 
 // ErrTooLarge is returned for a file over MaxFileSize.
 var ErrTooLarge = errors.New("architecture file too large")

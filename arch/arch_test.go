@@ -41,7 +41,7 @@ func TestReferenceAdvanced(t *testing.T) {
 	}
 	var got []string
 	for _, img := range a.Images {
-		got = append(got, outputName(img))
+		got = append(got, OutputName(img.Name, img.Version, img.Format))
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("output names\n got %v\nwant %v", got, want)
@@ -540,7 +540,7 @@ func FuzzParse(f *testing.F) {
 			if img.Name == "" || img.Format == "" || img.SizeBytes < 0 || strings.ContainsAny(img.Name+img.Version+img.Format, "/\\\x00") {
 				t.Fatalf("bad image accepted: %+v", img)
 			}
-			n := outputName(img)
+			n := OutputName(img.Name, img.Version, img.Format)
 			if names[n] {
 				t.Fatalf("two images write %q", n)
 			}
@@ -550,4 +550,17 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestOutputName(t *testing.T) {
+	tests := []struct{ name, version, format, want string }{
+		{"rocky", "9.4", "qcow2", "rocky-9.4.qcow2"},
+		{"rocky", "", "raw", "rocky.raw"},
+		{"input-path-image", "12", "qcow2", "input-path-image-12.qcow2"},
+	}
+	for _, tc := range tests {
+		if got := OutputName(tc.name, tc.version, tc.format); got != tc.want {
+			t.Errorf("OutputName(%q, %q, %q) = %q, want %q", tc.name, tc.version, tc.format, got, tc.want)
+		}
+	}
 }

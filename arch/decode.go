@@ -495,7 +495,7 @@ func (p *parser) format(n *yaml.Node, path, s string) {
 func (p *parser) checkOutputNames(images []Image) {
 	first := map[string]Image{}
 	for _, img := range images {
-		name := outputName(img)
+		name := OutputName(img.Name, img.Version, img.Format)
 		if prev, ok := first[name]; ok {
 			p.problem(&yaml.Node{Line: img.Line}, Invalid, "images."+img.Key,
 				"writes the same file %q as images.%s (line %d)", name, prev.Key, prev.Line)
@@ -503,14 +503,6 @@ func (p *parser) checkOutputNames(images []Image) {
 		}
 		first[name] = img
 	}
-}
-
-// outputName is the reference's file name: NAME[-VERSION].FORMAT.
-func outputName(img Image) string {
-	if img.Version != "" {
-		return img.Name + "-" + img.Version + "." + img.Format
-	}
-	return img.Name + "." + img.Format
 }
 
 // entry is one key: value pair of a mapping.
