@@ -112,10 +112,7 @@ func SpecFor(im arch.Image, b BuildSpec) Spec {
 // It returns the first failure's error (with its code) after trying the
 // rest, unless WithFailFast is given.
 func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, error) {
-	var o options
-	for _, fn := range opts {
-		fn(&o)
-	}
+	o := newOptions(opts)
 	a := spec.Architecture
 	dir := spec.OutputDirectory
 	if dir == "" {
@@ -139,7 +136,7 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 			break
 		}
 		ir := ImageResult{Key: im.Key}
-		ir.Err = generate(ctx, SpecFor(im, spec), &o, &ir.Result)
+		ir.Err = generate(ctx, SpecFor(im, spec), o, &ir.Result)
 		res.Messages = append(res.Messages, ir.Messages...)
 		if ir.Err != nil {
 			res.Messages = append(res.Messages, fmt.Sprintf("Image %s failed (return code %d): %v", im.Key, CodeOf(ir.Err), ir.Err))

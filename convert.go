@@ -20,10 +20,7 @@ type ConvertSpec struct {
 // Convert writes the input image into a new image of the same virtual size,
 // through the same steps as Generate (temporary name, check, fsync, rename).
 func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, error) {
-	var o options
-	for _, fn := range opts {
-		fn(&o)
-	}
+	o := newOptions(opts)
 	res := &Result{Path: spec.Output}
 	say := func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
 	format := spec.OutputFormat
@@ -33,7 +30,7 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	if err := checkWritable(format); err != nil {
 		return res, err
 	}
-	src, err := openInput(ctx, &Input{Path: spec.Input, Format: spec.InputFormat}, "", "", &o, say)
+	src, err := openInput(ctx, &Input{Path: spec.Input, Format: spec.InputFormat}, "", "", o, say)
 	if err != nil {
 		return res, err
 	}
@@ -47,7 +44,7 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	for _, name := range removed {
 		say("Removed %s, a temporary file left by a run that was killed", name)
 	}
-	if _, err := writeImage(ctx, spec.Output, format, src.image.Size(), src, true, &o, say); err != nil {
+	if _, err := writeImage(ctx, spec.Output, format, src.image.Size(), src, true, o, say); err != nil {
 		return res, err
 	}
 	res.Created = true

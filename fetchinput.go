@@ -54,8 +54,8 @@ func fetchOptionsFor(o *options, image, stage string, say func(string, ...any)) 
 		fetch.WithLog(func(msg string) { say("%s", msg) }),
 		fetch.WithUserAgent("gen-vm-image/" + Version),
 	}
-	if o != nil && o.downloadLimits != nil {
-		opts = append(opts, fetch.WithLimits(o.downloadLimits[0], o.downloadLimits[1], 0))
+	if o != nil {
+		opts = append(opts, o.download...)
 	}
 	if o != nil && o.progress != nil {
 		opts = append(opts, fetch.WithProgress(func(p fetch.Progress) {

@@ -20,10 +20,11 @@
 // verified, where they go, and whether an existing image may be replaced
 // (Overwrite) or an input cut short (AllowShrink) — everything that decides
 // what ends up on disk. Options (WithProgress, WithoutSync,
-// WithDownloadLimits, WithCacheDir, WithFailFast) say how the run goes:
-// what it reports, how durably and how fast it writes, where downloads are
-// kept, when a build gives up. An option never changes what a successful
-// run writes; an option an entry point has no use for is ignored.
+// WithMaxDownloadSize, WithMinDownloadRate, WithCacheDir, WithFailFast)
+// say how the run goes: what it reports, how durably and how fast it
+// writes, where downloads are kept, when a build gives up. An option never
+// changes what a successful run writes; an option an entry point has no
+// use for is ignored.
 package genvm
 
 import (
@@ -105,64 +106,10 @@ type Event struct {
 	Total int64
 }
 
-type options struct {
-	progress func(Event)
-	noSync   bool
-	// Download limits (fetch.WithLimits); nil: fetch's defaults.
-	downloadLimits *[2]int64
-	cacheDir       string // "": fetch.DefaultCacheDir()
-	failFast       bool
-	// afterVerify, for tests, runs between an input's checksum and its
-	// use.
-	afterVerify func(path string)
-}
-
-// Option says how Generate, Build and Convert run (see "Specs and
-// options" above).
-type Option func(*options)
-
-// WithProgress has fn called with progress events. fn must be quick; it is
-// called from the goroutine doing the work.
-func WithProgress(fn func(Event)) Option { return func(o *options) { o.progress = fn } }
-
-// WithoutSync skips the fsync that makes each image durable before it is
-// renamed into place, as qemu-img convert does by default (its "unsafe"
-// cache mode). It saves the time the disk takes to write the image, but
-// after a crash or power loss an image may exist under its final name with
-// data missing: for builds that are thrown away on a crash anyway.
-func WithoutSync() Option { return func(o *options) { o.noSync = true } }
-
-// WithDownloadLimits bounds every download: at most maxSize bytes (0: no
-// limit; default 128 GiB), and at least minRate bytes per second over each
-// minute (0: no minimum; default 1 KiB/s). A slower download is resumed a
-// few times, then given up.
-func WithDownloadLimits(maxSize, minRate int64) Option {
-	return func(o *options) { o.downloadLimits = &[2]int64{maxSize, minRate} }
-}
-
-// WithCacheDir keeps downloaded inputs in dir instead of
-// fetch.DefaultCacheDir() ($GVI_CACHE_DIR, else the user's cache
-// directory); "" keeps the default.
-func WithCacheDir(dir string) Option { return func(o *options) { o.cacheDir = dir } }
-
-// WithFailFast makes Build stop at the first image that fails, as the
-// Python tool does. Without it every image that can be built is built.
-func WithFailFast() Option { return func(o *options) { o.failFast = true } }
-
-func (o *options) emit(e Event) {
-	if o.progress != nil {
-		o.progress(e)
-	}
-}
-
 // Generate makes the image spec describes.
 func Generate(ctx context.Context, spec Spec, opts ...Option) (*Result, error) {
-	var o options
-	for _, opt := range opts {
-		opt(&o)
-	}
 	res := &Result{}
-	err := generate(ctx, spec, &o, res)
+	err := generate(ctx, spec, newOptions(opts), res)
 	return res, err
 }
 

@@ -360,7 +360,7 @@ func TestDownloadBounds(t *testing.T) {
 			}
 		})
 		dir := t.TempDir()
-		_, err := fetchWithin(t, 20*time.Second, Request{URLs: []string{srv.URL + "/endless"}, CacheDir: dir}, fast(WithLimits(4<<20, 0, 0))...)
+		_, err := fetchWithin(t, 20*time.Second, Request{URLs: []string{srv.URL + "/endless"}, CacheDir: dir}, fast(WithMaxSize(4<<20), WithMinRate(0, 0))...)
 		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "--max-download-size") {
 			t.Fatalf("error %v", err)
 		}
@@ -376,7 +376,7 @@ func TestDownloadBounds(t *testing.T) {
 			w.Header().Set("Content-Length", strconv.Itoa(8<<20))
 			w.WriteHeader(http.StatusOK)
 		})
-		_, err := fetchWithin(t, 10*time.Second, Request{URLs: []string{srv.URL + "/big"}, CacheDir: t.TempDir()}, fast(WithLimits(4<<20, 0, 0))...)
+		_, err := fetchWithin(t, 10*time.Second, Request{URLs: []string{srv.URL + "/big"}, CacheDir: t.TempDir()}, fast(WithMaxSize(4<<20), WithMinRate(0, 0))...)
 		if !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "8388608 bytes") {
 			t.Fatalf("error %v", err)
 		}
@@ -392,7 +392,7 @@ func TestDownloadBounds(t *testing.T) {
 			}
 		})
 		_, err := fetchWithin(t, 30*time.Second, Request{URLs: []string{srv.URL + "/trickle"}, CacheDir: t.TempDir()},
-			fast(WithRetries(1, time.Millisecond), WithLimits(0, 100<<10, 300*time.Millisecond))...)
+			fast(WithRetries(1, time.Millisecond), WithMaxSize(0), WithMinRate(100<<10, 300*time.Millisecond))...)
 		if !errors.Is(err, ErrTooSlow) || !strings.Contains(err.Error(), "--min-download-rate") || !strings.Contains(err.Error(), "gave up after 2 attempts") {
 			t.Fatalf("error %v", err)
 		}

@@ -114,7 +114,7 @@ const (
 	// so that even a killed process resumes from there.
 	checkpointBytes = 64 << 20
 	// DefaultMaxSize bounds a download (and a Content-Length we are told)
-	// unless WithLimits says otherwise: far above any cloud image, far
+	// unless WithMaxSize says otherwise: far above any cloud image, far
 	// below a disk that an endless body would fill.
 	DefaultMaxSize = 128 << 30
 	// DefaultMinRate over DefaultRateWindow: a server that trickles more
@@ -147,14 +147,20 @@ func WithRetries(n int, backoff time.Duration) Option {
 // connection is given up and resumed (default 60s).
 func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
 
-// WithLimits bounds a download: at most maxSize bytes (0: no limit), and
-// at least minRate bytes per second over every window (0: no minimum; a
-// window of 0 means DefaultRateWindow). A download above maxSize fails
-// for good; one below minRate is resumed, as a stalled one is, a bounded
-// number of times.
-func WithLimits(maxSize, minRate int64, window time.Duration) Option {
+// WithMaxSize bounds a download at maxSize bytes (0: no limit; default
+// DefaultMaxSize). A larger one fails for good, before it starts when the
+// server says its size.
+func WithMaxSize(maxSize int64) Option {
+	return func(o *options) { o.maxSize = max(maxSize, 0) }
+}
+
+// WithMinRate gives up a connection that receives less than minRate bytes
+// per second over a window (0: no minimum; default DefaultMinRate; a
+// window of 0 means DefaultRateWindow). It is resumed, as a stalled one
+// is, a bounded number of times.
+func WithMinRate(minRate int64, window time.Duration) Option {
 	return func(o *options) {
-		o.maxSize, o.minRate = max(maxSize, 0), max(minRate, 0)
+		o.minRate = max(minRate, 0)
 		if window > 0 {
 			o.rateWindow = window
 		}

@@ -98,6 +98,7 @@ func TestSingleFromURL(t *testing.T) {
 	sums := "# checksums\n" + sha256hex(data) + "  test.qcow2\nSHA256 (test.qcow2.xz) = " + sha256hex(xzBuf.Bytes()) + "\n"
 	srv := newImageServer(t, map[string][]byte{
 		"/test.qcow2": data, "/flaky.qcow2": data, "/test.qcow2.xz": xzBuf.Bytes(), "/SHA256SUMS": []byte(sums),
+		"/limited.qcow2": data,
 	})
 	cache := t.TempDir()
 	env := []string{"GVI_CACHE_DIR=" + cache}
@@ -121,6 +122,9 @@ func TestSingleFromURL(t *testing.T) {
 		{"404", []string{"-i", srv.URL + "/nope.qcow2"}, 10, "Failed to download " + srv.URL + "/nope.qcow2: the server answered 404 Not Found", ""},
 		{"refused", []string{"-i", "http://127.0.0.1:1/x.qcow2"}, 10, "connection refused", ""},
 		{"signature without key", []string{"-i", u, "--input-checksum-file", srv.URL + "/SHA256SUMS", "--input-checksum-signature", srv.URL + "/SHA256SUMS.gpg"}, 4, "a key to verify", ""},
+		{"larger than --max-download-size", []string{"-i", srv.URL + "/limited.qcow2", "--max-download-size", "1K"}, 10, "more than the limit of 1 KiB (--max-download-size)", ""},
+		{"within --max-download-size, with no minimum rate", []string{"-i", srv.URL + "/limited.qcow2", "--max-download-size", "1G", "--min-download-rate", "0"}, 0, "", "Downloaded " + srv.URL + "/limited.qcow2"},
+		{"a --min-download-rate that is no size", []string{"-i", u, "--min-download-rate", "fast"}, 5, `Invalid value "fast" for --min-download-rate`, ""},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

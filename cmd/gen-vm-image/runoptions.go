@@ -18,14 +18,15 @@ var downloadOptions = []option{
 }
 
 // downloadLimits reads the download options.
-func downloadLimits(p *parsed) (genvm.Option, error) {
-	_, hasMax := p.values["max_download_size"]
-	_, hasRate := p.values["min_download_rate"]
-	if !hasMax && !hasRate {
-		return nil, nil
-	}
-	limits := [2]int64{128 << 30, 1 << 10}
-	for i, o := range []struct{ dest, spelled string }{{"max_download_size", "--max-download-size"}, {"min_download_rate", "--min-download-rate"}} {
+func downloadLimits(p *parsed) ([]genvm.Option, error) {
+	var opts []genvm.Option
+	for _, o := range []struct {
+		dest, spelled string
+		option        func(int64) genvm.Option
+	}{
+		{"max_download_size", "--max-download-size", genvm.WithMaxDownloadSize},
+		{"min_download_rate", "--min-download-rate", genvm.WithMinDownloadRate},
+	} {
 		v, ok := p.values[o.dest]
 		if !ok {
 			continue
@@ -34,21 +35,18 @@ func downloadLimits(p *parsed) (genvm.Option, error) {
 		if err != nil {
 			return nil, genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid value %q for %s: %v", v, o.spelled, err)
 		}
-		limits[i] = n
+		opts = append(opts, o.option(n))
 	}
-	return genvm.WithDownloadLimits(limits[0], limits[1]), nil
+	return opts, nil
 }
 
 // runOptions are the genvm options a command that writes images takes from
 // its switches (those it has) and its terminal; stop ends the progress bar.
 func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) {
 	stop = func() {}
-	limits, err := downloadLimits(p)
+	opts, err = downloadLimits(p)
 	if err != nil {
 		return nil, stop, err
-	}
-	if limits != nil {
-		opts = append(opts, limits)
 	}
 	if e.progress {
 		bar := newProgressBar(e.stderr)

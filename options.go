@@ -1,0 +1,66 @@
+package genvm
+
+import "github.com/ucphhpc/gen-vm-image-go/fetch"
+
+type options struct {
+	progress func(Event)
+	noSync   bool
+	download []fetch.Option // download limits; none: fetch's defaults
+	cacheDir string         // "": fetch.DefaultCacheDir()
+	failFast bool
+	// afterVerify, for tests, runs between an input's checksum and its
+	// use.
+	afterVerify func(path string)
+}
+
+// Option says how Generate, Build and Convert run (see "Specs and
+// options" in the package documentation).
+type Option func(*options)
+
+func newOptions(opts []Option) *options {
+	o := &options{}
+	for _, opt := range opts {
+		opt(o)
+	}
+	return o
+}
+
+// WithProgress has fn called with progress events. fn must be quick; it is
+// called from the goroutine doing the work.
+func WithProgress(fn func(Event)) Option { return func(o *options) { o.progress = fn } }
+
+// WithoutSync skips the fsync that makes each image durable before it is
+// renamed into place, as qemu-img convert does by default (its "unsafe"
+// cache mode). It saves the time the disk takes to write the image, but
+// after a crash or power loss an image may exist under its final name with
+// data missing: for builds that are thrown away on a crash anyway.
+func WithoutSync() Option { return func(o *options) { o.noSync = true } }
+
+// WithMaxDownloadSize gives up a download larger than n bytes (0: no
+// limit; default fetch.DefaultMaxSize, 128 GiB).
+func WithMaxDownloadSize(n int64) Option {
+	return func(o *options) { o.download = append(o.download, fetch.WithMaxSize(n)) }
+}
+
+// WithMinDownloadRate gives up a connection that receives less than n
+// bytes per second over a minute (0: no minimum; default
+// fetch.DefaultMinRate, 1 KiB/s); it is resumed a few times, then the
+// download fails.
+func WithMinDownloadRate(n int64) Option {
+	return func(o *options) { o.download = append(o.download, fetch.WithMinRate(n, 0)) }
+}
+
+// WithCacheDir keeps downloaded inputs in dir instead of
+// fetch.DefaultCacheDir() ($GVI_CACHE_DIR, else the user's cache
+// directory); "" keeps the default.
+func WithCacheDir(dir string) Option { return func(o *options) { o.cacheDir = dir } }
+
+// WithFailFast makes Build stop at the first image that fails, as the
+// Python tool does. Without it every image that can be built is built.
+func WithFailFast() Option { return func(o *options) { o.failFast = true } }
+
+func (o *options) emit(e Event) {
+	if o.progress != nil {
+		o.progress(e)
+	}
+}
