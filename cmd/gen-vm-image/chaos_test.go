@@ -4,7 +4,6 @@ package main
 
 import (
 	"bytes"
-	"compress/gzip"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
@@ -56,16 +55,6 @@ func (w *throttled) Write(p []byte) (int, error) {
 		p = p[n:]
 	}
 	return written, nil
-}
-
-func gzipped(t *testing.T, data []byte) []byte {
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	zw.Write(data)
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return b.Bytes()
 }
 
 // killRun starts args in dir, SIGKILLs it after d (if it is still running)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"compress/gzip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,4 +90,15 @@ func names(t *testing.T, dir string) map[string]bool {
 		m[e.Name()] = true
 	}
 	return m
+}
+
+// gzipped is data gzip-compressed.
+func gzipped(t *testing.T, data []byte) []byte {
+	var b bytes.Buffer
+	zw := gzip.NewWriter(&b)
+	zw.Write(data)
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
 }
