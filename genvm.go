@@ -214,6 +214,9 @@ func validateSpec(spec Spec, format string) (int64, error) {
 				if errors.As(err, &se) && se.Missing {
 					code = CodeMissingAttribute
 				}
+				if errors.Is(err, checksum.ErrCannotMatch) {
+					code = CodeChecksum
+				}
 				return 0, newError(code, err, "%v", err)
 			}
 		}
@@ -274,6 +277,10 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 			w.Close()
 			if ctx.Err() != nil {
 				return false, newError(CodeCreateFailed, err, "Interrupted while converting %s into %s: %v", src.path, path, ctx.Err())
+			}
+			var se *convert.SourceError
+			if errors.As(err, &se) {
+				return false, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", src.path, err)
 			}
 			return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: converting %s: %v", path, src.path, err)
 		}
@@ -406,6 +413,9 @@ func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *opt
 	f, err := safefile.OpenInput(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
+		if scheme, ok := location.Scheme(path); ok {
+			return nil, 0, newError(CodeInvalidAttribute, err, "Invalid input %s: the %s scheme is not supported; inputs are local paths or http and https URLs (download it first, then give its path)", path, scheme)
+		}
 		return nil, 0, newError(CodePathNotFound, err, "Path not found: %s - error: the defined input path does not exist", path)
 	case errors.Is(err, safefile.ErrNotRegular):
 		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: not a regular file", path)

@@ -24,6 +24,11 @@ type Spec struct {
 	ReadBytes  int64  `json:"read_bytes"`  // hash only the first ReadBytes bytes; 0 means all
 }
 
+// ErrCannotMatch: the expected digest is not one the algorithm can give
+// (not hexadecimal, or of another length): a checksum error before any
+// byte is hashed.
+var ErrCannotMatch = errors.New("the checksum cannot match")
+
 // SpecError is a Spec that cannot work, found before anything is read.
 // Missing tells a needed field that is absent (the reference's return code
 // 4) from one that is wrong (code 5).
@@ -57,8 +62,14 @@ func (s Spec) Validate() error {
 		return missing("Missing attribute: input_checksum for checksum type %s", s.Type)
 	}
 	if s.Type != "" {
-		if _, err := find(s.Type); err != nil {
+		a, err := find(s.Type)
+		if err != nil {
 			return invalid(err, "Invalid checksum type: %v", err)
+		}
+		if v := strings.TrimSpace(s.Value); v != "" {
+			if err := checkDigest(a, v); err != nil {
+				return invalid(fmt.Errorf("%w: %w", ErrCannotMatch, err), "Invalid checksum: %v", err)
+			}
 		}
 	}
 	if s.BufferSize < 0 || s.ReadBytes < 0 {
@@ -168,4 +179,39 @@ func worded(sentinel, cause error, format string, args ...any) error {
 		e.errs = append(e.errs, cause)
 	}
 	return e
+}
+
+// checkDigest says why v cannot be a hex digest of a, naming the
+// algorithms whose digests have v's length when that is the mistake.
+func checkDigest(a *hashAlgorithm, v string) error {
+	for i := 0; i < len(v); i++ {
+		if c := v[i] | 0x20; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return fmt.Errorf("%q is not a hexadecimal digest (%q at position %d)", cut(v, 80), v[i], i+1)
+		}
+	}
+	if len(v) == 2*a.size {
+		return nil
+	}
+	var fits []string
+	for _, b := range algorithms {
+		if 2*b.size == len(v) {
+			fits = append(fits, b.name)
+		}
+	}
+	hint := ""
+	switch len(fits) {
+	case 0:
+	case 1:
+		hint = fmt.Sprintf(": %s?", fits[0])
+	default:
+		hint = fmt.Sprintf(": one of %s?", strings.Join(fits, ", "))
+	}
+	return fmt.Errorf("a %s digest has %d hex digits, this one has %d%s", a.name, 2*a.size, len(v), hint)
+}
+
+func cut(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }

@@ -29,7 +29,10 @@ func TestSpecValidate(t *testing.T) {
 		{"value without type", Spec{Value: "00"}, true, "Missing attribute: input_checksum_type in 00"},
 		{"type alone", Spec{Type: "sha256"}, true, "Missing attribute: input_checksum for checksum type sha256"},
 		{"unknown type", Spec{Type: "sha7", Value: "00"}, false, `Invalid checksum type: unknown checksum algorithm "sha7"`},
-		{"negative read bytes", Spec{Type: "sha256", Value: "00", ReadBytes: -1}, false, "Invalid checksum buffer size 0 or read bytes -1: must be positive"},
+		{"negative read bytes", Spec{Type: "sha256", Value: strings.Repeat("00", 32), ReadBytes: -1}, false, "Invalid checksum buffer size 0 or read bytes -1: must be positive"},
+		{"a sha512 digest for sha256", Spec{Type: "sha256", Value: strings.Repeat("ab", 64)}, false, "Invalid checksum: a sha256 digest has 64 hex digits, this one has 128: one of sha512, sha3_512, blake2b?"},
+		{"a sha1 digest for sha256", Spec{Type: "sha256", Value: strings.Repeat("ab", 20)}, false, "has 40: sha1?"},
+		{"not hex", Spec{Type: "md5", Value: strings.Repeat("zz", 16)}, false, `is not a hexadecimal digest ('z' at position 1)`},
 		{"negative buffer size", Spec{File: "SUMS", BufferSize: -1}, false, "must be positive"},
 	}
 	for _, tt := range tests {

@@ -167,7 +167,7 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 			n := min(extentWindow, total-win)
 			exts, err := src.Extents(win, n)
 			if err != nil {
-				produceErr = fmt.Errorf("reading the map of the source at offset %d: %w", win, err)
+				produceErr = &SourceError{fmt.Errorf("reading the map of the source at offset %d: %w", win, err)}
 				return
 			}
 			for _, e := range exts {
@@ -246,6 +246,13 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 	return st, err
 }
 
+// SourceError is a failure to read the source image (a malformed or
+// truncated input), as opposed to one to write the destination.
+type SourceError struct{ Err error }
+
+func (e *SourceError) Error() string { return e.Err.Error() }
+func (e *SourceError) Unwrap() error { return e.Err }
+
 // readFull reads len(p) bytes at off; a short read is an error because the
 // source's extents promised data there.
 func readFull(r io.ReaderAt, p []byte, off int64) error {
@@ -256,7 +263,7 @@ func readFull(r io.ReaderAt, p []byte, off int64) error {
 	if err == nil || errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
-	return fmt.Errorf("reading %d bytes of the source at offset %d: %w", len(p), off, err)
+	return &SourceError{fmt.Errorf("reading %d bytes of the source at offset %d: %w", len(p), off, err)}
 }
 
 // writeNonZero writes the runs of buf that are not whole zero blocks.

@@ -36,6 +36,8 @@ func resolveChecksum(ctx context.Context, o *options, spec checksum.Spec, names 
 	}
 	var se *checksum.SpecError
 	switch {
+	case errors.Is(err, checksum.ErrCannotMatch):
+		return nil, &Error{Kind: KindChecksum, URL: about, Msg: err.Error(), Err: err}
 	case errors.As(err, &se):
 		return nil, &Error{Kind: KindInvalid, URL: about, Msg: err.Error(), Err: err}
 	case errors.Is(err, checksum.ErrBadKey):

@@ -102,3 +102,42 @@ func gzipped(t *testing.T, data []byte) []byte {
 	}
 	return b.Bytes()
 }
+
+// TestInputMistakes: the mistakes a script makes with -i and its options
+// are refused with what is wrong, before anything is read.
+func TestInputMistakes(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.raw")
+	writeFile(t, in, strings.Repeat("x", 4096))
+	trunc := filepath.Join(dir, "trunc.qcow2")
+	_, qcow := patternImage(t, dir, 4<<20, false)
+	data, _ := os.ReadFile(qcow)
+	os.WriteFile(trunc, data[:len(data)/2], 0o644)
+	tests := []struct {
+		name string
+		args []string
+		code int
+		msg  string // in the JSON response, or on stderr for usage errors
+	}{
+		{"empty input", []string{"-i", ""}, 4, "-i/--input is empty"},
+		{"ftp", []string{"-i", "ftp://example.org/x.img"}, 5, "the ftp scheme is not supported"},
+		{"checksum without input", []string{"-ic", strings.Repeat("a", 64)}, 2, "argument -ic/--input-checksum: there is no input (-i) to apply it to"},
+		{"buffer size without checksum", []string{"-i", in, "-icbs", "4096"}, 2, "it tunes a checksum, and none is given"},
+		{"read bytes not a number", []string{"-i", in, "-ict", "sha256", "-ic", strings.Repeat("a", 64), "-icrb", "1k"}, 2, `invalid value "1k": must be a positive whole number`},
+		{"a sha512 digest for sha256", []string{"-i", in, "-ict", "sha256", "-ic", strings.Repeat("a", 128)}, 6, "this one has 128: one of sha512, sha3_512, blake2b?"},
+		{"truncated qcow2", []string{"-i", trunc}, 2, "Failed to load path: " + trunc},
+		{"empty file", []string{"-i", filepath.Join(dir, "empty")}, 2, "empty"},
+	}
+	writeFile(t, filepath.Join(dir, "empty"), "")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := gvi(t, dir, append([]string{"single", "img", "4M", "-od", filepath.Join(dir, "out")}, tt.args...)...)
+			if r.code != tt.code || !strings.Contains(r.stdout+r.stderr, tt.msg) {
+				t.Fatalf("exit %d, %s%s; want %d saying %q", r.code, r.stdout, r.stderr, tt.code, tt.msg)
+			}
+			if entries, _ := os.ReadDir(filepath.Join(dir, "out")); len(entries) != 0 {
+				t.Errorf("left %v", entries)
+			}
+		})
+	}
+}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -88,6 +89,9 @@ func runSingle(ctx context.Context, e env, args []string) int {
 		}
 		return usageFail(e, singleUsage(), fmt.Errorf("unrecognized arguments: %s", strings.Join(p.positionals[2:], " ")))
 	}
+	if err := checkInputOptions(p); err != nil {
+		return usageFail(e, singleUsage(), err)
+	}
 	spec := genvm.Spec{
 		Name:            p.positionals[0],
 		Size:            p.positionals[1],
@@ -98,6 +102,10 @@ func runSingle(ctx context.Context, e env, args []string) int {
 		AllowShrink:     p.switches["allow_shrink"],
 	}
 	verbose := p.switches["verbose"]
+	if in, ok := p.values["input"]; ok && in == "" {
+		return respond(e, jsonproto.NewResponse("", nil, verbose, genvm.Errorf(genvm.CodeMissingAttribute, nil,
+			"Missing attribute: -i/--input is empty (an unset variable in a script?); leave -i out for a blank image")))
+	}
 	if in := p.values["input"]; in != "" {
 		spec.Input = genvm.NewInput(in)
 		spec.Input.Format = p.values["input_format"]
@@ -105,13 +113,8 @@ func runSingle(ctx context.Context, e env, args []string) int {
 			p.values["checksum_signature"] != "" || p.values["checksum_key"] != "" {
 			c := &checksum.Spec{Type: p.values["checksum_type"], Value: p.values["checksum"], File: p.values["checksum_file"],
 				Signature: p.values["checksum_signature"], Key: p.values["checksum_key"]}
-			if c.BufferSize, err = intOption(p, "checksum_buffer_size", "-icbs/--input-checksum-buffer-size"); err != nil {
-				return respond(e, jsonproto.NewResponse("", nil, verbose, err))
-			}
-			n, err := intOption(p, "checksum_read_bytes", "-icrb/--input-checksum-read-bytes")
-			if err != nil {
-				return respond(e, jsonproto.NewResponse("", nil, verbose, err))
-			}
+			c.BufferSize, _ = intOption(p, "checksum_buffer_size") // checked by checkInputOptions
+			n, _ := intOption(p, "checksum_read_bytes")
 			c.ReadBytes = int64(n)
 			spec.Input.Checksum = c
 		}
@@ -125,15 +128,57 @@ func runSingle(ctx context.Context, e env, args []string) int {
 	return respond(e, jsonproto.NewResponse("", res.Messages, verbose, err))
 }
 
+// inputOptions apply to an input; checksumTuning to a checksum.
+var (
+	inputOptions   = []string{"input_format", "checksum_type", "checksum", "checksum_buffer_size", "checksum_read_bytes", "checksum_file", "checksum_signature", "checksum_key"}
+	checksumTuning = []string{"checksum_buffer_size", "checksum_read_bytes"}
+)
+
+// checkInputOptions refuses, as argparse refuses a bad value, options that
+// have nothing to apply to and numbers that are not numbers: they are
+// mistakes on the command line, not in the image.
+func checkInputOptions(p *parsed) error {
+	_, hasInput := p.values["input"]
+	hasChecksum := p.values["checksum"] != "" || p.values["checksum_file"] != ""
+	for _, dest := range inputOptions {
+		if _, ok := p.values[dest]; !ok {
+			continue
+		}
+		spelled := spelling(singleOptions, dest)
+		if !hasInput {
+			return fmt.Errorf("argument %s: there is no input (-i) to apply it to", spelled)
+		}
+		if slices.Contains(checksumTuning, dest) {
+			if !hasChecksum {
+				return fmt.Errorf("argument %s: it tunes a checksum, and none is given (-ic or --input-checksum-file)", spelled)
+			}
+			if _, err := intOption(p, dest); err != nil {
+				return fmt.Errorf("argument %s: %v", spelled, err)
+			}
+		}
+	}
+	return nil
+}
+
+// spelling is an option's names as argparse lists them in messages.
+func spelling(opts []option, dest string) string {
+	for _, o := range opts {
+		if o.dest == dest {
+			return strings.Join(o.names, "/")
+		}
+	}
+	return dest
+}
+
 // intOption reads an optional positive integer option.
-func intOption(p *parsed, dest, spelled string) (int, error) {
+func intOption(p *parsed, dest string) (int, error) {
 	v, ok := p.values[dest]
 	if !ok {
 		return 0, nil
 	}
 	n, err := strconv.Atoi(v)
 	if err != nil || n <= 0 {
-		return 0, genvm.Errorf(genvm.CodeInvalidAttribute, nil, "Invalid value %q for %s: must be a positive whole number", v, spelled)
+		return 0, fmt.Errorf("invalid value %q: must be a positive whole number", v)
 	}
 	return n, nil
 }

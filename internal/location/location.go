@@ -33,3 +33,19 @@ func CheckURL(raw string) error {
 	}
 	return nil
 }
+
+// Scheme returns the scheme of s when s looks like a URL of any scheme
+// ("ftp://host/x", "s3://bucket/key"), so that a path that does not exist
+// can be told from a URL we do not download.
+func Scheme(s string) (string, bool) {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok || scheme == "" || rest == "" {
+		return "", false
+	}
+	for i, c := range scheme {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || i > 0 && (c >= '0' && c <= '9' || c == '+' || c == '-' || c == '.')) {
+			return "", false
+		}
+	}
+	return strings.ToLower(scheme), true
+}
