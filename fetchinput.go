@@ -28,7 +28,11 @@ func fetchInput(ctx context.Context, in *Input, cacheDir, image string, o *optio
 		res.File.Close()
 		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", res.Path, err)
 	}
-	say("Input %s is the verified download %s", res.URL, res.Path)
+	if res.Algorithm != "" {
+		say("Input %s is the download %s, verified (%s %s)", res.URL, res.Path, res.Algorithm, res.Digest)
+	} else {
+		say("Input %s is the download %s, not verified: no checksum was given", res.URL, res.Path)
+	}
 	return res.File, st.Size(), nil
 }
 
