@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+
+	"golang.org/x/term"
 
 	"github.com/ucphhpc/gen-vm-image-go/jsonproto"
 )
@@ -33,6 +36,9 @@ func runJSON(ctx context.Context, e env, args []string) int {
 	}
 	if len(p.positionals) > 0 {
 		return usageFail(e, "usage: gen-vm-image json [-h] < request.json\n", fmt.Errorf("unrecognized arguments: %v", p.positionals))
+	}
+	if f, ok := e.stdin.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		fmt.Fprintln(e.stderr, "Waiting for a JSON request on stdin (type it, then Ctrl-D; Ctrl-C stops). 'gen-vm-image json -h' shows its keys.")
 	}
 	return respond(e, jsonproto.Serve(ctx, e.stdin))
 }

@@ -89,12 +89,14 @@ func TestSignalDuringConversion(t *testing.T) {
 			// Signal as soon as the conversion has begun: its temporary
 			// file exists.
 			err := interruptWhen(t, cmd, &stderr, func() bool { return hasTempFile(out) }, "the conversion", 50*time.Millisecond, sig)
+			want := 128 + int(sig)
 			ee, ok := err.(*exec.ExitError)
-			if !ok || ee.ExitCode() <= 0 {
-				t.Fatalf("exit %v; want a failure exit code (the run was interrupted, not killed)\n%s", err, stderr.String())
+			if !ok || ee.ExitCode() != want {
+				t.Fatalf("exit %v; want %d (the run was interrupted and cleaned up)\n%s", err, want, stderr.String())
 			}
-			if !strings.Contains(stderr.String(), "Interrupted") {
-				t.Errorf("the result does not say it was interrupted:\n%s", stderr.String())
+			var resp response
+			if err := json.Unmarshal(stderr.Bytes(), &resp); err != nil || resp.ReturnCode != want || !strings.HasPrefix(resp.Response, "Interrupted") {
+				t.Errorf("the result does not say it was interrupted, with return_code %d:\n%s", want, stderr.String())
 			}
 			assertNoTempFiles(t, out)
 			assertUntouched(t, target, before)
@@ -198,8 +200,8 @@ func TestSignalDuringDownload(t *testing.T) {
 			var stderr bytes.Buffer
 			err := interruptWhen(t, cmd, &stderr, func() bool { return partialStarted(cache) }, "the download", 0, sig)
 			ee, ok := err.(*exec.ExitError)
-			if !ok || ee.ExitCode() <= 0 || !strings.Contains(stderr.String(), "Interrupted") {
-				t.Fatalf("exit %v; want a failure that says it was interrupted\n%s", err, stderr.String())
+			if !ok || ee.ExitCode() != 128+int(sig) || !strings.Contains(stderr.String(), "Interrupted") {
+				t.Fatalf("exit %v; want %d and a result that says it was interrupted\n%s", err, 128+int(sig), stderr.String())
 			}
 			t.Logf("exit %d: %s", ee.ExitCode(), strings.TrimSpace(stderr.String()))
 			assertNoTempFiles(t, out)

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -27,25 +28,51 @@ const prog = "gen-vm-image"
 // stuck (a file system that does not answer) and must not hold the user.
 const forceExitAfter = 10 * time.Second
 
+// interruption is why a run was cancelled: a signal. The run's result
+// and exit code say so (128 + the signal's number, as shells do).
+type interruption struct{ sig os.Signal }
+
+func (i *interruption) Error() string { return "interrupted by " + signalName(i.sig) }
+
+func (i *interruption) code() int {
+	if i.sig == syscall.SIGTERM {
+		return 143
+	}
+	return 130
+}
+
+func signalName(sig os.Signal) string {
+	if sig == syscall.SIGTERM {
+		return "SIGTERM"
+	}
+	return "SIGINT (Ctrl-C)"
+}
+
+// interrupted returns the signal that cancelled ctx, or nil.
+func interrupted(ctx context.Context) *interruption {
+	var i *interruption
+	if errors.As(context.Cause(ctx), &i) {
+		return i
+	}
+	return nil
+}
+
 func main() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancelCause(context.Background())
 	signals := make(chan os.Signal, 2)
 	signal.Notify(signals, os.Interrupt, syscall.SIGTERM)
 	go func() {
 		sig := <-signals
-		cancel()
+		cancel(&interruption{sig})
 		// A second signal, or a run that does not end, exits at once; the
 		// next run removes what this one leaves (temporary files).
 		select {
 		case <-signals:
 		case <-time.After(forceExitAfter):
 		}
-		fmt.Fprintf(os.Stderr, "%s: %v: exiting without cleaning up\n", prog, sig)
-		code := 130
-		if sig == syscall.SIGTERM {
-			code = 143
-		}
-		os.Exit(code)
+		i := &interruption{sig}
+		fmt.Fprintf(os.Stderr, "%s: %v again: exiting without cleaning up\n", prog, signalName(sig))
+		os.Exit(i.code())
 	}()
 	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	os.Exit(code)
@@ -53,6 +80,7 @@ func main() {
 
 // env is what a command needs from the process.
 type env struct {
+	ctx            context.Context // the run's: tells an interrupted run
 	stdin          io.Reader
 	stdout, stderr io.Writer
 	// progress is set when stderr is a terminal.
@@ -77,7 +105,7 @@ func commands() []command {
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	e := env{stdin: stdin, stdout: stdout, stderr: stderr}
+	e := env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr}
 	if f, ok := stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		e.progress = true
 	}
@@ -134,6 +162,14 @@ func usageFail(e env, usage string, err error) int {
 // respond prints the JSON result (stdout on success, stderr on failure) and
 // returns the exit code.
 func respond(e env, r jsonproto.Response) int {
+	if i := interrupted(e.ctx); i != nil && r.ReturnCode != genvm.CodeSuccess {
+		r.ReturnCode = i.code()
+		r.Status = "failed"
+		if !strings.HasPrefix(r.Response, "Interrupted") {
+			r.Response = "Interrupted: " + r.Response
+		}
+		r.Response += " (" + i.Error() + "; nothing half-written was left)"
+	}
 	out, err := r.MarshalPython()
 	if err != nil {
 		fmt.Fprintf(e.stderr, "Failed to dump JSON: %v\n", err)
