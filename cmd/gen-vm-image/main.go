@@ -165,6 +165,7 @@ func respond(e env, r jsonproto.Response) int {
 	if i := interrupted(e.ctx); i != nil && r.ReturnCode != genvm.CodeSuccess {
 		r.ReturnCode = i.code()
 		r.Status = "failed"
+		r.Response = strings.ReplaceAll(r.Response, ": "+context.Canceled.Error(), "") // the signal says it better
 		if !strings.HasPrefix(r.Response, "Interrupted") {
 			r.Response = "Interrupted: " + r.Response
 		}
