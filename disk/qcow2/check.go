@@ -8,6 +8,7 @@ import (
 	"os"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 // Check is a native `qemu-img check` for any qcow2 image (versions 2 and 3,
@@ -195,13 +196,12 @@ func (c *chkState) report() disk.CheckReport {
 // readAt fills buf from the file at off; what lies beyond the end of file
 // reads as zeros, as qemu's block layer does. Only real I/O errors fail.
 func (c *chkState) readAt(buf []byte, off uint64) error {
-	clear(buf)
 	if off >= uint64(c.fileSize) {
+		clear(buf)
 		return nil
 	}
-	n := min(int64(len(buf)), c.fileSize-int64(off))
-	if _, err := c.f.ReadAt(buf[:n], int64(off)); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("qcow2: check: reading %d bytes at %#x: %w", n, off, err)
+	if err := blockio.ReadPadded(c.f, c.fileSize, buf, int64(off)); err != nil {
+		return fmt.Errorf("qcow2: check: reading %d bytes at %#x: %w", len(buf), off, err)
 	}
 	return nil
 }

@@ -2,7 +2,6 @@ package qcow2
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math/bits"
@@ -11,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 // Open opens a qcow2 image for reading. The image is read in place through
@@ -66,7 +66,7 @@ func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, 
 	if err := im.loadL1(); err != nil {
 		return nil, err
 	}
-	im.l2 = newRdL2Cache(rdL2CacheBytes / im.clusterSize)
+	im.l2 = blockio.NewTableCache(rdL2CacheBytes / im.clusterSize)
 	// One host read buffer: a compressed cluster takes at most two clusters
 	// of host bytes; several of them are fetched with one pread.
 	im.hostBufSize = max(2*im.clusterSize, rdCompressedSpan)
@@ -124,7 +124,7 @@ func readHeader(r io.ReaderAt, size int64) (*Header, error) {
 		return nil, formatErr("negative file size %d", size)
 	}
 	head := make([]byte, min(size, headerV2Length))
-	if err := rdReadFull(r, head, 0); err != nil {
+	if err := blockio.ReadFull(r, head, 0); err != nil {
 		return nil, fmt.Errorf("qcow2: reading the header: %w", err)
 	}
 	want := int64(len(head))
@@ -137,7 +137,7 @@ func readHeader(r io.ReaderAt, size int64) (*Header, error) {
 	buf := head
 	if want > int64(len(head)) {
 		buf = make([]byte, want)
-		if err := rdReadFull(r, buf, 0); err != nil {
+		if err := blockio.ReadFull(r, buf, 0); err != nil {
 			return nil, fmt.Errorf("qcow2: reading the header cluster: %w", err)
 		}
 	}
@@ -221,7 +221,7 @@ type rdImage struct {
 	coffMask   uint64
 
 	l1 []uint64 // active L1 table, the entries that cover the virtual size
-	l2 *rdL2Cache
+	l2 *blockio.TableCache
 
 	hostBufSize int64           // max(2 clusters, rdCompressedSpan)
 	bufs        sync.Pool       // *[]byte of hostBufSize: host bytes of compressed clusters
@@ -243,7 +243,7 @@ func (im *rdImage) loadL1() error {
 		return formatErr("L1 table at host offset %#x (%d entries) runs past the end of the file (%d bytes)", off, n, im.fileSize)
 	}
 	buf := make([]byte, bytes)
-	if err := rdReadFull(im.r, buf, off); err != nil {
+	if err := blockio.ReadFull(im.r, buf, off); err != nil {
 		return fmt.Errorf("qcow2: reading the L1 table at %#x: %w", off, err)
 	}
 	im.l1 = make([]uint64, n)
@@ -261,19 +261,7 @@ func (im *rdImage) Info() disk.Info { return headerInfo(im.hdr) }
 
 // Close drops the cached tables. It does not close the file.
 func (im *rdImage) Close() error {
-	im.l2.clear()
+	im.l2.Clear()
 	im.clusters.clear()
 	return nil
-}
-
-// rdReadFull reads len(p) bytes at off; a short read is an error.
-func rdReadFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
 }

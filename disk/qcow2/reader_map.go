@@ -6,6 +6,7 @@ import (
 	"math/bits"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 // rdKind is what a run of the virtual disk is stored as.
@@ -105,8 +106,8 @@ func (c *rdCursor) load(l1Index int64) error {
 		return formatErr("L2 table for virtual offset %#x at host offset %#x lies beyond the end of the file (%d bytes)",
 			virt, l2Host, im.fileSize)
 	}
-	table, err := im.l2.get(l2Host, im.clusterSize, func(buf []byte) error {
-		if err := rdReadFull(im.r, buf, l2Host); err != nil {
+	table, err := im.l2.Get(l2Host, im.clusterSize, func(buf []byte) error {
+		if err := blockio.ReadFull(im.r, buf, l2Host); err != nil {
 			return fmt.Errorf("qcow2: reading the L2 table at host offset %#x: %w", l2Host, err)
 		}
 		return nil
