@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
@@ -28,9 +27,9 @@ func Check(f *os.File) (disk.CheckReport, error) {
 		return disk.CheckReport{}, fmt.Errorf("qcow2: check: %w", err)
 	}
 	fileSize := st.Size()
-	head := make([]byte, min(fileSize, int64(1)<<MaxClusterBits))
-	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
-		return disk.CheckReport{}, fmt.Errorf("qcow2: check: reading the header: %w", err)
+	head, err := readHeaderCluster(f, fileSize)
+	if err != nil {
+		return disk.CheckReport{}, err
 	}
 	// Tables that start past the end of file are findings, not a reason to
 	// refuse: qemu reads zeros there and reports the references as
@@ -42,7 +41,7 @@ func Check(f *os.File) (disk.CheckReport, error) {
 	if unknown := h.IncompatibleFeatures &^ IncompatKnown; unknown != 0 {
 		return disk.CheckReport{}, unsupportedErr("unknown incompatible feature bits %#x", unknown)
 	}
-	c, err := newChkState(f, fileSize, h, head)
+	c, err := newChkState(f, fileSize, h)
 	if err != nil {
 		return disk.CheckReport{}, err
 	}
@@ -68,7 +67,6 @@ const chkMaxProblems = 100
 const (
 	chkMaxSnapshotExtraData = 1024
 	chkMaxSnapshotsSize     = 64 << 20
-	chkSnapshotHeaderSize   = 40
 	chkL1ReservedMask       = L1ReservedMask
 	chkReftableReserved     = uint64(0x1ff)
 	chkL2BitmapAllAlloc     = uint64(0xffffffff)
@@ -79,7 +77,6 @@ type chkState struct {
 	f           *os.File
 	fileSize    int64
 	h           *Header
-	head        []byte // the first cluster (or the whole file if shorter)
 	clusterBits uint32
 	clusterSize int64
 	dataFile    bool
@@ -139,7 +136,7 @@ type chkSnapshot struct {
 	l1Size   uint32
 }
 
-func newChkState(f *os.File, fileSize int64, h *Header, head []byte) (*chkState, error) {
+func newChkState(f *os.File, fileSize int64, h *Header) (*chkState, error) {
 	cs := h.ClusterSize()
 	nb := (fileSize + cs - 1) / cs
 	if nb > chkMaxClusters {
@@ -149,7 +146,6 @@ func newChkState(f *os.File, fileSize int64, h *Header, head []byte) (*chkState,
 		f:           f,
 		fileSize:    fileSize,
 		h:           h,
-		head:        head,
 		clusterBits: h.ClusterBits,
 		clusterSize: cs,
 		dataFile:    h.IncompatibleFeatures&IncompatDataFile != 0,

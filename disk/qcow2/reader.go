@@ -40,7 +40,7 @@ func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, 
 	if err := rdRefusal(h, opt); err != nil {
 		return nil, err
 	}
-	if err := rdCheckSnapshotTable(r, size, h); err != nil {
+	if err := checkSnapshotTable(r, size, h); err != nil {
 		return nil, err
 	}
 	im := &rdImage{
@@ -53,6 +53,7 @@ func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, 
 		l2Entries:   h.L2Entries(),
 		extendedL2:  h.ExtendedL2(),
 		zstd:        h.CompressionType == CompressionZstd,
+		compressed:  newCompressedDescriptor(h.ClusterBits),
 	}
 	im.l2Bits = uint(bits.TrailingZeros64(uint64(im.l2Entries)))
 	if im.extendedL2 {
@@ -60,9 +61,6 @@ func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, 
 	} else {
 		im.subclusterBits = im.clusterBits
 	}
-	im.csizeShift = 62 - (im.clusterBits - 8)
-	im.csizeMask = uint64(1)<<(im.clusterBits-8) - 1
-	im.coffMask = uint64(1)<<im.csizeShift - 1
 	if err := im.loadL1(); err != nil {
 		return nil, err
 	}
@@ -116,16 +114,27 @@ func headerInfo(h *Header) disk.Info {
 	}
 }
 
-// readHeader reads the first cluster (or the whole file when it is shorter)
-// and parses it. The cluster size is peeked first so that a hostile
-// cluster_bits cannot make us read more than 2 MiB.
+// readHeader reads the header cluster and parses it.
 func readHeader(r io.ReaderAt, size int64) (*Header, error) {
+	buf, err := readHeaderCluster(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeader(buf, size)
+}
+
+// readHeaderCluster reads the first cluster, or the whole file when it is
+// shorter: the header, its extensions and the backing file name live there
+// (qcow2.txt "Header"). cluster_bits is peeked and bounded first, so that a
+// hostile one cannot make us read more than 2 MiB.
+func readHeaderCluster(r io.ReaderAt, size int64) ([]byte, error) {
 	if size < 0 {
 		return nil, formatErr("negative file size %d", size)
 	}
-	head := make([]byte, min(size, headerV2Length))
-	if err := blockio.ReadFull(r, head, 0); err != nil {
-		return nil, fmt.Errorf("qcow2: reading the header: %w", err)
+	src := blockio.Source{R: r, Size: size}
+	head, err := src.Read("the header", 0, min(size, headerV2Length))
+	if err != nil {
+		return nil, fmt.Errorf("qcow2: %w", err)
 	}
 	want := int64(len(head))
 	if len(head) >= headerV2Length {
@@ -134,14 +143,14 @@ func readHeader(r io.ReaderAt, size int64) (*Header, error) {
 			want = min(size, int64(1)<<cb)
 		}
 	}
-	buf := head
-	if want > int64(len(head)) {
-		buf = make([]byte, want)
-		if err := blockio.ReadFull(r, buf, 0); err != nil {
-			return nil, fmt.Errorf("qcow2: reading the header cluster: %w", err)
-		}
+	if want <= int64(len(head)) {
+		return head, nil
 	}
-	return ParseHeader(buf, size)
+	buf, err := src.Read("the header cluster", 0, want)
+	if err != nil {
+		return nil, fmt.Errorf("qcow2: %w", err)
+	}
+	return buf, nil
 }
 
 // rdRefusal says why Open will not read an image, or nil.
@@ -213,12 +222,7 @@ type rdImage struct {
 	extendedL2     bool
 	zstd           bool
 
-	// Compressed cluster descriptor fields (qcow2.txt "Compressed Clusters
-	// Descriptor"): host offset in the low csizeShift bits, additional
-	// sectors above.
-	csizeShift uint
-	csizeMask  uint64
-	coffMask   uint64
+	compressed compressedDescriptor
 
 	l1 []uint64 // active L1 table, the entries that cover the virtual size
 	l2 *blockio.TableCache

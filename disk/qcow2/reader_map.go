@@ -140,13 +140,11 @@ func (c *rdCursor) at(pos int64) (rdRun, error) {
 	// qcow2.txt "Compressed Clusters Descriptor". With extended L2 the
 	// bitmap of a compressed cluster is unused.
 	if entry&EntryCompressed != 0 {
-		host := entry & im.coffMask
-		sectors := (entry >> im.csizeShift) & im.csizeMask
+		host, clen := im.compressed.decode(entry)
 		if host >= 1<<56 || int64(host) >= im.fileSize {
 			return rdRun{}, c.entryErr(index, clusterStart, "compressed data at host offset %#x lies beyond the end of the file (%d bytes)", host, im.fileSize)
 		}
-		clen := int64(sectors+1)*compressedSectorSize - int64(host%compressedSectorSize)
-		return rdRun{kind: rdCompressed, n: toEnd, host: int64(host), clen: clen}, nil
+		return rdRun{kind: rdCompressed, n: toEnd, host: int64(host), clen: int64(clen)}, nil
 	}
 
 	// qcow2.txt "Standard Cluster Descriptor".
