@@ -325,7 +325,7 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	if f.Check != nil {
-		report, err := f.Check(tmp.File)
+		report, err := f.CheckFile(tmp.File)
 		if err != nil {
 			return false, newError(CodeCheck, err, "Failed to check path: %s - error: %v", path, err)
 		}
@@ -397,26 +397,15 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 	fmtDef, _ := disk.Lookup(format)
 	if fmtDef.Open == nil {
 		f.Close()
-		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to qcow2 or raw first", path, format, strings.Join(readableFormats(), ", "))
+		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to qcow2 or raw first", path, format, strings.Join(disk.ReadableFormats(), ", "))
 	}
-	img, err := fmtDef.Open(f, disk.OpenOptions{})
+	img, err := fmtDef.Open(f, fileSize, disk.OpenOptions{})
 	if err != nil {
 		f.Close()
 		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
 	}
 	say("Input %s is a %s image with a virtual size of %d bytes", path, format, img.Size())
 	return &openedInput{path: path, format: format, file: f, image: img}, nil
-}
-
-// readableFormats names the formats Open works for.
-func readableFormats() []string {
-	var names []string
-	for _, f := range disk.Formats() {
-		if f.Open != nil {
-			names = append(names, f.Name)
-		}
-	}
-	return names
 }
 
 // detectFormat names the input's format from its content and applies the

@@ -21,19 +21,25 @@ type CreateOptions struct {
 	ClusterSize int64
 }
 
-// Format is one disk image format. Create and Check may be nil when the
-// format cannot be written or has no consistency check.
+// Format is one disk image format. Open, Create and Check may be nil when
+// the format cannot be read, cannot be written or has no consistency check.
+//
+// Readers take an io.ReaderAt and its size, not a file, so that an image
+// inside another file (an OVA member, a registry layer) is read in place;
+// writers need a file to truncate and extend.
 type Format struct {
 	Name string
 	// Sniff reports whether the content is this format. It reads at most a
 	// few sectors at the start and end of r, whose total length is size.
-	Sniff  func(r io.ReaderAt, size int64) bool
-	Open   func(f *os.File, opt OpenOptions) (Image, error)
+	Sniff func(r io.ReaderAt, size int64) bool
+	// Open opens the image for reading. r must allow concurrent ReadAt
+	// calls if the image is read concurrently; the image does not close it.
+	Open   func(r io.ReaderAt, size int64, opt OpenOptions) (Image, error)
 	Create func(f *os.File, size int64, opt CreateOptions) (Writer, error)
-	Check  func(f *os.File) (CheckReport, error)
+	Check  func(r io.ReaderAt, size int64) (CheckReport, error)
 	// Describe reads what the header says without opening the image for
 	// reading, so images that Open refuses can still be described. Optional.
-	Describe func(f *os.File) (Info, error)
+	Describe func(r io.ReaderAt, size int64) (Info, error)
 	// Generic formats (raw) match anything; they are tried last and never
 	// count towards polyglot detection.
 	Generic bool
@@ -86,6 +92,26 @@ func WritableFormats() []string {
 		}
 	}
 	return names
+}
+
+// ReadableFormats names the formats that have an Open, sorted.
+func ReadableFormats() []string {
+	var names []string
+	for _, f := range Formats() {
+		if f.Open != nil {
+			names = append(names, f.Name)
+		}
+	}
+	return names
+}
+
+// CheckFile runs the format's Check on a whole file. Check must not be nil.
+func (f Format) CheckFile(file *os.File) (CheckReport, error) {
+	st, err := file.Stat()
+	if err != nil {
+		return CheckReport{}, fmt.Errorf("%s: check: %w", f.Name, err)
+	}
+	return f.Check(file, st.Size())
 }
 
 // Sniff returns the names of every specific (non-generic) format whose magic

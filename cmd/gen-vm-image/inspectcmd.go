@@ -85,7 +85,7 @@ func runCheck(ctx context.Context, e env, args []string) int {
 		fmt.Fprintf(e.stderr, "%s: %s: %s images have no consistency check\n", prog, f.Name(), format.Name)
 		return genvm.CodeCheck
 	}
-	report, err := format.Check(f)
+	report, err := format.CheckFile(f)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
 		return genvm.CodeLoadFailed
@@ -231,13 +231,17 @@ func runInfo(ctx context.Context, e env, args []string) int {
 // describe prefers the format's header-only Describe, which works on images
 // we refuse to open (backing files, encryption), and falls back to Open.
 func describe(f *os.File, format disk.Format) (disk.Info, error) {
+	st, err := f.Stat()
+	if err != nil {
+		return disk.Info{}, err
+	}
 	if format.Describe != nil {
-		return format.Describe(f)
+		return format.Describe(f, st.Size())
 	}
 	if format.Open == nil {
 		return disk.Info{}, fmt.Errorf("this is a %s image, which this version recognises but cannot read yet", format.Name)
 	}
-	img, err := format.Open(f, disk.OpenOptions{})
+	img, err := format.Open(f, st.Size(), disk.OpenOptions{})
 	if err != nil {
 		return disk.Info{}, err
 	}

@@ -4,7 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
+	"io"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
@@ -21,13 +21,8 @@ import (
 //
 // A header that cannot be parsed is an error; so is an I/O error. Anything
 // wrong beyond the header is a finding in the report.
-func Check(f *os.File) (disk.CheckReport, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return disk.CheckReport{}, fmt.Errorf("qcow2: check: %w", err)
-	}
-	fileSize := st.Size()
-	head, err := readHeaderCluster(f, fileSize)
+func Check(r io.ReaderAt, fileSize int64) (disk.CheckReport, error) {
+	head, err := readHeaderCluster(r, fileSize)
 	if err != nil {
 		return disk.CheckReport{}, err
 	}
@@ -41,7 +36,7 @@ func Check(f *os.File) (disk.CheckReport, error) {
 	if unknown := h.IncompatibleFeatures &^ IncompatKnown; unknown != 0 {
 		return disk.CheckReport{}, unsupportedErr("unknown incompatible feature bits %#x", unknown)
 	}
-	c, err := newChkState(f, fileSize, h)
+	c, err := newChkState(r, fileSize, h)
 	if err != nil {
 		return disk.CheckReport{}, err
 	}
@@ -74,7 +69,7 @@ const (
 
 // chkState is one run of the checker.
 type chkState struct {
-	f           *os.File
+	r           io.ReaderAt
 	fileSize    int64
 	h           *Header
 	clusterBits uint32
@@ -136,14 +131,14 @@ type chkSnapshot struct {
 	l1Size   uint32
 }
 
-func newChkState(f *os.File, fileSize int64, h *Header) (*chkState, error) {
+func newChkState(r io.ReaderAt, fileSize int64, h *Header) (*chkState, error) {
 	cs := h.ClusterSize()
 	nb := (fileSize + cs - 1) / cs
 	if nb > chkMaxClusters {
 		return nil, unsupportedErr("the file has %d clusters, more than the %d this check can hold in memory", nb, chkMaxClusters)
 	}
 	c := &chkState{
-		f:           f,
+		r:           r,
 		fileSize:    fileSize,
 		h:           h,
 		clusterBits: h.ClusterBits,
@@ -196,7 +191,7 @@ func (c *chkState) readAt(buf []byte, off uint64) error {
 		clear(buf)
 		return nil
 	}
-	if err := blockio.ReadPadded(c.f, c.fileSize, buf, int64(off)); err != nil {
+	if err := blockio.ReadPadded(c.r, c.fileSize, buf, int64(off)); err != nil {
 		return fmt.Errorf("qcow2: check: reading %d bytes at %#x: %w", len(buf), off, err)
 	}
 	return nil

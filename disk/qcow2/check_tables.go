@@ -181,7 +181,7 @@ func (c *chkState) readSnapshotTable() (bool, error) {
 	}
 	c.snapshots = make([]chkSnapshot, 0, min(h.NbSnapshots, 1024))
 	extraSizes := make([]uint32, 0, min(h.NbSnapshots, 1024))
-	for e, err := range snapshotEntries(c.f, c.fileSize, h) {
+	for e, err := range snapshotEntries(c.r, c.fileSize, h) {
 		if err != nil {
 			return false, err
 		}

@@ -29,10 +29,10 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bytes.NewReader(data)
 		size := int64(len(data))
-		if _, err := ReadInfoAt(r, size); err != nil {
+		if _, err := ReadInfo(r, size); err != nil {
 			rdFuzzClassified(t, "ReadInfoAt", err)
 		}
-		im, err := OpenReaderAt(r, size, disk.OpenOptions{})
+		im, err := Open(r, size, disk.OpenOptions{})
 		if err != nil {
 			rdFuzzClassified(t, "Open", err)
 			return

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"os"
 	"strings"
 	"sync"
 
@@ -13,26 +12,16 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
-// Open opens a qcow2 image for reading. The image is read in place through
-// f, which the caller keeps open and closes after the image.
+// Open opens the qcow2 image held in the size bytes of r for reading. r
+// must allow concurrent ReadAt calls if the image is read concurrently; the
+// caller keeps it open and closes it after the image.
 //
 // Open refuses, before reading any table, what it cannot read safely:
 // encrypted images and unknown incompatible features (disk.ErrUnsupported),
 // images with an external data file or a backing file (disk.ErrUnsafe).
 // Dirty and corrupt images are read as they are; internal snapshots are
 // ignored (the active L1 table is read).
-func Open(f *os.File, opt disk.OpenOptions) (disk.Image, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("qcow2: %w", err)
-	}
-	return OpenReaderAt(f, fi.Size(), opt)
-}
-
-// OpenReaderAt is Open for any io.ReaderAt of size bytes (a file, a memory
-// buffer, a section of an archive). r must allow concurrent ReadAt calls if
-// the image is read concurrently.
-func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, error) {
+func Open(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, error) {
 	h, err := readHeader(r, size)
 	if err != nil {
 		return nil, err
@@ -73,19 +62,10 @@ func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, 
 	return im, nil
 }
 
-// ReadInfo describes the qcow2 image in f from its header alone, without
-// refusing anything: `gen-vm-image info` uses it for images that Open
-// refuses (encrypted, backing file, external data file).
-func ReadInfo(f *os.File) (disk.Info, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return disk.Info{}, fmt.Errorf("qcow2: %w", err)
-	}
-	return ReadInfoAt(f, fi.Size())
-}
-
-// ReadInfoAt is ReadInfo for any io.ReaderAt of size bytes.
-func ReadInfoAt(r io.ReaderAt, size int64) (disk.Info, error) {
+// ReadInfo describes the qcow2 image held in the size bytes of r from its
+// header alone, without refusing anything: `gen-vm-image info` uses it for
+// images that Open refuses (encrypted, backing file, external data file).
+func ReadInfo(r io.ReaderAt, size int64) (disk.Info, error) {
 	h, err := readHeader(r, size)
 	if err != nil {
 		return disk.Info{}, err
@@ -206,7 +186,7 @@ const rdL2CacheBytes = 32 << 20
 const rdCompressedSpan = 1 << 20
 
 // rdImage is an open qcow2 image. Everything in it is immutable after
-// OpenReaderAt except the L2 cache and the buffer pools, which are safe for
+// Open except the L2 cache and the buffer pools, which are safe for
 // concurrent use.
 type rdImage struct {
 	r        io.ReaderAt

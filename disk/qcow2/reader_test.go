@@ -65,6 +65,16 @@ func rdOracleRaw(t *testing.T, img string) string {
 	return out
 }
 
+// fileSize is the size of an open test file.
+func fileSize(t testing.TB, f *os.File) int64 {
+	t.Helper()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
 func rdOpenFile(t *testing.T, path string) (disk.Image, error) {
 	t.Helper()
 	f, err := os.Open(path)
@@ -72,7 +82,7 @@ func rdOpenFile(t *testing.T, path string) (disk.Image, error) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return Open(f, disk.OpenOptions{})
+	return Open(f, fileSize(t, f), disk.OpenOptions{})
 }
 
 // rdQemuIO runs qemu-io commands on an image.
@@ -399,7 +409,7 @@ func TestReaderZeroClusters(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			im, err := Open(f, disk.OpenOptions{})
+			im, err := Open(f, fileSize(t, f), disk.OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -591,7 +601,7 @@ func TestReaderRefusals(t *testing.T) {
 			}
 			f, _ := os.Open(tt.path)
 			defer f.Close()
-			info, err := ReadInfo(f)
+			info, err := ReadInfo(f, fileSize(t, f))
 			if err != nil {
 				t.Fatalf("ReadInfo: %v", err)
 			}
@@ -615,7 +625,7 @@ func TestReaderRefusals(t *testing.T) {
 	// With AllowBacking, still refused (not implemented), but not as unsafe.
 	f, _ := os.Open(overlay)
 	defer f.Close()
-	if _, err := Open(f, disk.OpenOptions{AllowBacking: true}); !errors.Is(err, disk.ErrUnsupported) {
+	if _, err := Open(f, fileSize(t, f), disk.OpenOptions{AllowBacking: true}); !errors.Is(err, disk.ErrUnsupported) {
 		t.Fatalf("Open(AllowBacking) = %v; want ErrUnsupported", err)
 	}
 }
@@ -693,7 +703,7 @@ func TestReaderMalformed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := load(tt.base)
 			b := tt.damage(l)
-			im, err := OpenReaderAt(bytes.NewReader(b), int64(len(b)), disk.OpenOptions{})
+			im, err := Open(bytes.NewReader(b), int64(len(b)), disk.OpenOptions{})
 			if err == nil {
 				_, err = im.Extents(0, im.Size())
 				if err == nil {
@@ -743,10 +753,10 @@ func TestReaderCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			hinfo, herr := ReadInfo(f)
+			hinfo, herr := ReadInfo(f, fileSize(t, f))
 			switch {
 			case e.Malformed() || (herr == nil && hinfo.BackingFile != ""):
-				im, err := Open(f, disk.OpenOptions{})
+				im, err := Open(f, fileSize(t, f), disk.OpenOptions{})
 				if err == nil {
 					err = rdReadAll(im)
 					im.Close()
