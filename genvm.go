@@ -297,7 +297,8 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		}
 	}()
 
-	w, err := f.Create(tmp.File, virtualSize, disk.CreateOptions{})
+	var createOpt disk.CreateOptions
+	w, err := f.Create(tmp.File, virtualSize, createOpt)
 	if err != nil {
 		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
@@ -305,7 +306,7 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		wb := startWriteBehind(tmp.File, !o.noSync)
 		stats, err := convert.Copy(ctx, w, src.image, convert.Options{
 			Length:    virtualSize,
-			ZeroBlock: zeroBlockFor(format),
+			ZeroBlock: f.BlockSize(createOpt),
 			Progress: func(p convert.Progress) {
 				wb.progress(p.Done)
 				o.emit(Event{Image: base, Stage: "convert", Done: p.Done, Total: p.Total})
@@ -348,16 +349,6 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	return true, nil
-}
-
-// zeroBlockFor is the zero-detection granularity that suits a format: a
-// qcow2 cluster is allocated whole, so detecting smaller zero blocks inside
-// it would only split writes.
-func zeroBlockFor(format string) int64 {
-	if format == "qcow2" {
-		return 64 << 10
-	}
-	return 4 << 10
 }
 
 // openedInput is an input image ready to be read.

@@ -36,7 +36,13 @@ type Format struct {
 	// calls if the image is read concurrently; the image does not close it.
 	Open   func(r io.ReaderAt, size int64, opt OpenOptions) (Image, error)
 	Create func(f *os.File, size int64, opt CreateOptions) (Writer, error)
-	Check  func(r io.ReaderAt, size int64) (CheckReport, error)
+	// BlockSize is the granularity in which an image Create makes with opt
+	// allocates its storage (qcow2: a cluster; raw: a file system block).
+	// The converter detects zeros in aligned blocks of this size: finding
+	// smaller ones inside a block that is allocated anyway would only split
+	// writes. Required with Create.
+	BlockSize func(opt CreateOptions) int64
+	Check     func(r io.ReaderAt, size int64) (CheckReport, error)
 	// Describe reads what the header says without opening the image for
 	// reading, so images that Open refuses can still be described. Optional.
 	Describe func(r io.ReaderAt, size int64) (Info, error)
@@ -52,9 +58,18 @@ var registry = struct {
 	formats map[string]Format
 }{formats: map[string]Format{}}
 
-// Register adds a format to the table. Registering a name twice panics: it is
-// a programming error.
+// Register adds a format to the table. Registering a name twice, or a
+// format without a name, a Sniff, or with a Create but no BlockSize panics:
+// it is a programming error.
 func Register(f Format) {
+	switch {
+	case f.Name == "":
+		panic("disk: format registered without a name")
+	case f.Sniff == nil:
+		panic("disk: format registered without a Sniff: " + f.Name)
+	case f.Create != nil && f.BlockSize == nil:
+		panic("disk: writable format registered without a BlockSize: " + f.Name)
+	}
 	registry.Lock()
 	defer registry.Unlock()
 	if _, dup := registry.formats[f.Name]; dup {

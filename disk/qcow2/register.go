@@ -9,11 +9,12 @@ import (
 
 func init() {
 	disk.Register(disk.Format{
-		Name:   "qcow2",
-		Sniff:  Sniff,
-		Open:   Open,
-		Create: Create,
-		Check:  Check,
+		Name:      "qcow2",
+		Sniff:     Sniff,
+		Open:      Open,
+		Create:    Create,
+		BlockSize: BlockSize,
+		Check:     Check,
 		// Describe works on images Open refuses (backing files, encryption).
 		Describe: ReadInfo,
 	})
@@ -27,4 +28,14 @@ func Sniff(r io.ReaderAt, size int64) bool {
 	}
 	v := binary.BigEndian.Uint32(head[4:])
 	return v == 2 || v == 3
+}
+
+// BlockSize is the cluster size of an image Create makes with opt: a qcow2
+// image allocates whole clusters (qcow2.txt "Host cluster management").
+func BlockSize(opt disk.CreateOptions) int64 {
+	bits, err := wrClusterBits(opt.ClusterSize)
+	if err != nil {
+		bits = DefaultClusterBits // Create refuses the options anyway
+	}
+	return int64(1) << bits
 }

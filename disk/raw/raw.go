@@ -13,13 +13,19 @@ import (
 
 func init() {
 	disk.Register(disk.Format{
-		Name:    "raw",
-		Sniff:   func(io.ReaderAt, int64) bool { return true },
-		Open:    Open,
-		Create:  Create,
-		Generic: true,
+		Name:      "raw",
+		Sniff:     func(io.ReaderAt, int64) bool { return true },
+		Open:      Open,
+		Create:    Create,
+		BlockSize: func(disk.CreateOptions) int64 { return BlockSize },
+		Generic:   true,
 	})
 }
+
+// BlockSize is the granularity in which a raw image is allocated: the
+// block of the common file systems (ext4, XFS, APFS, NTFS), in which holes
+// are punched and extents are mapped.
+const BlockSize = 4 << 10
 
 // Image is a raw image opened for reading.
 type Image struct {
