@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
@@ -146,23 +147,63 @@ type qemuInfo struct {
 	BackingFile    string          `json:"backing-filename,omitempty"`
 	BackingFormat  string          `json:"backing-filename-format,omitempty"`
 	FormatSpecific *formatSpecific `json:"format-specific,omitempty"`
+	Encrypted      bool            `json:"encrypted,omitempty"`
 	DirtyFlag      bool            `json:"dirty-flag"`
 }
 
-type formatSpecific struct {
-	Type string      `json:"type"`
-	Data qcow2Detail `json:"data"`
+// formatSpecific renders a format's disk.Specific as qemu-img info
+// --output=json does: {"type": ..., "data": {...}}, the data's keys in the
+// format's order.
+type formatSpecific disk.Specific
+
+func (s *formatSpecific) MarshalJSON() ([]byte, error) {
+	typ, err := json.Marshal(s.Type)
+	if err != nil {
+		return nil, err
+	}
+	data, err := fieldsJSON(s.Fields)
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, `{"type":%s,"data":%s}`, typ, data), nil
 }
 
-type qcow2Detail struct {
-	Compat          string `json:"compat"`
-	DataFile        string `json:"data-file,omitempty"`
-	CompressionType string `json:"compression-type"`
-	LazyRefcounts   bool   `json:"lazy-refcounts"`
-	RefcountBits    int    `json:"refcount-bits"`
-	Corrupt         bool   `json:"corrupt"`
-	ExtendedL2      bool   `json:"extended-l2"`
-	Encrypted       bool   `json:"encrypted,omitempty"`
+// fieldsJSON encodes fields as a JSON object whose keys keep their order.
+func fieldsJSON(fields []disk.Field) ([]byte, error) {
+	out := []byte{'{'}
+	for i, f := range fields {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		key, err := json.Marshal(f.Key)
+		if err != nil {
+			return nil, err
+		}
+		var value []byte
+		if nested, ok := f.Value.([]disk.Field); ok {
+			value, err = fieldsJSON(nested)
+		} else {
+			value, err = json.Marshal(f.Value)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(append(append(out, key...), ':'), value...)
+	}
+	return append(out, '}'), nil
+}
+
+// printFields prints fields as qemu-img info does: "label: value", nested
+// objects as their label and their fields indented once more.
+func printFields(w io.Writer, fields []disk.Field, indent string) {
+	for _, f := range fields {
+		if nested, ok := f.Value.([]disk.Field); ok {
+			fmt.Fprintf(w, "%s%s:\n", indent, f.Label)
+			printFields(w, nested, indent+"    ")
+			continue
+		}
+		fmt.Fprintf(w, "%s%s: %v\n", indent, f.Label, f.Value)
+	}
 }
 
 func runInfo(ctx context.Context, e env, args []string) int {
@@ -177,14 +218,10 @@ func runInfo(ctx context.Context, e env, args []string) int {
 		return genvm.CodeLoadFailed
 	}
 	q := qemuInfo{VirtualSize: info.VirtualSize, Filename: f.Name(), ClusterSize: info.ClusterSize, Format: format.Name,
-		BackingFile: info.BackingFile, BackingFormat: info.BackingFormat, DirtyFlag: info.Dirty}
+		BackingFile: info.BackingFile, BackingFormat: info.BackingFormat, FormatSpecific: (*formatSpecific)(info.Specific),
+		Encrypted: info.Encrypted, DirtyFlag: info.Dirty}
 	if st, err := f.Stat(); err == nil {
 		q.ActualSize = allocatedBytes(st)
-	}
-	if format.Name == "qcow2" {
-		q.FormatSpecific = &formatSpecific{Type: "qcow2", Data: qcow2Detail{
-			Compat: info.Compat, DataFile: info.DataFile, CompressionType: info.Compression, LazyRefcounts: info.LazyRefcounts,
-			RefcountBits: info.RefcountBits, Corrupt: info.Corrupt, ExtendedL2: info.ExtendedL2, Encrypted: info.Encrypted}}
 	}
 	if asJSON {
 		b, _ := json.MarshalIndent(q, "", "    ")
@@ -193,6 +230,9 @@ func runInfo(ctx context.Context, e env, args []string) int {
 	}
 	fmt.Fprintf(e.stdout, "image: %s\nfile format: %s\nvirtual size: %s (%d bytes)\ndisk size: %s\n",
 		q.Filename, q.Format, size.Format(q.VirtualSize), q.VirtualSize, size.Format(q.ActualSize))
+	if q.Encrypted {
+		fmt.Fprintln(e.stdout, "encrypted: yes")
+	}
 	if q.ClusterSize > 0 {
 		fmt.Fprintf(e.stdout, "cluster_size: %d\n", q.ClusterSize)
 	}
@@ -205,16 +245,9 @@ func runInfo(ctx context.Context, e env, args []string) int {
 	if info.Snapshots > 0 {
 		fmt.Fprintf(e.stdout, "snapshots: %d\n", info.Snapshots)
 	}
-	if fs := q.FormatSpecific; fs != nil {
-		d := fs.Data
-		fmt.Fprintf(e.stdout, "Format specific information:\n    compat: %s\n    compression type: %s\n    lazy refcounts: %t\n    refcount bits: %d\n    corrupt: %t\n    extended l2: %t\n",
-			d.Compat, d.CompressionType, d.LazyRefcounts, d.RefcountBits, d.Corrupt, d.ExtendedL2)
-		if d.DataFile != "" {
-			fmt.Fprintf(e.stdout, "    data file: %s\n", d.DataFile)
-		}
-		if d.Encrypted {
-			fmt.Fprintf(e.stdout, "    encrypted: yes\n")
-		}
+	if sp := info.Specific; sp != nil {
+		fmt.Fprintln(e.stdout, "Format specific information:")
+		printFields(e.stdout, sp.Fields, "    ")
 	}
 	if q.DirtyFlag {
 		fmt.Fprintln(e.stdout, "dirty flag: yes")

@@ -79,19 +79,44 @@ func headerInfo(h *Header) disk.Info {
 		Format:        "qcow2",
 		VirtualSize:   int64(h.Size),
 		ClusterSize:   h.ClusterSize(),
-		Compat:        h.Compat(),
-		Compression:   h.CompressionName(),
-		RefcountBits:  1 << h.RefcountOrder,
-		LazyRefcounts: h.CompatibleFeatures&CompatLazyRefcounts != 0,
-		ExtendedL2:    h.ExtendedL2(),
-		Dirty:         h.IncompatibleFeatures&IncompatDirty != 0,
-		Corrupt:       h.IncompatibleFeatures&IncompatCorrupt != 0,
 		BackingFile:   h.BackingFile,
 		BackingFormat: h.BackingFormat,
-		DataFile:      h.DataFile,
 		Encrypted:     h.CryptMethod != CryptNone,
+		Dirty:         h.IncompatibleFeatures&IncompatDirty != 0,
 		Snapshots:     int(h.NbSnapshots),
+		Specific:      &disk.Specific{Type: "qcow2", Fields: specificFields(h)},
 	}
+}
+
+// specificFields are what qemu-img info shows under "Format specific
+// information", in its order (block/qcow2.c qcow2_get_specific_info, as
+// qemu-img 7.2 prints it): version 2 images have no feature bits to show.
+// The details of a LUKS header and of bitmaps are not shown.
+func specificFields(h *Header) []disk.Field {
+	v3 := h.Version >= 3
+	fields := []disk.Field{
+		{Key: "compat", Label: "compat", Value: h.Compat()},
+		{Key: "compression-type", Label: "compression type", Value: h.CompressionName()},
+	}
+	if v3 {
+		fields = append(fields, disk.Field{Key: "lazy-refcounts", Label: "lazy refcounts", Value: h.CompatibleFeatures&CompatLazyRefcounts != 0})
+	}
+	fields = append(fields, disk.Field{Key: "refcount-bits", Label: "refcount bits", Value: 1 << h.RefcountOrder})
+	if h.DataFile != "" {
+		fields = append(fields, disk.Field{Key: "data-file", Label: "data file", Value: h.DataFile})
+	}
+	if method := map[uint32]string{CryptAES: "aes", CryptLUKS: "luks"}[h.CryptMethod]; method != "" {
+		fields = append(fields, disk.Field{Key: "encrypt", Label: "encrypt", Value: []disk.Field{{Key: "format", Label: "format", Value: method}}})
+	}
+	if h.IncompatibleFeatures&IncompatDataFile != 0 {
+		fields = append(fields, disk.Field{Key: "data-file-raw", Label: "data file raw", Value: h.AutoclearFeatures&AutoclearRawDataFile != 0})
+	}
+	if v3 {
+		fields = append(fields,
+			disk.Field{Key: "corrupt", Label: "corrupt", Value: h.IncompatibleFeatures&IncompatCorrupt != 0},
+			disk.Field{Key: "extended-l2", Label: "extended l2", Value: h.ExtendedL2()})
+	}
+	return fields
 }
 
 // readHeader reads the header cluster and parses it.
