@@ -100,6 +100,18 @@ func (s *Specific) Field(key string) any {
 	return nil
 }
 
+// Facts is what a format's Inspect learned from an image's headers.
+type Facts struct {
+	// Info is what the headers declare. Inspect sets it (Info.Format is
+	// then not empty) as soon as the headers are decoded, before it looks
+	// for reasons to refuse the image, so that an image that will not be
+	// read can still be described.
+	Info Info
+	// Notes are findings worth a verbose message (a dirty qcow2, a VMDK's
+	// createType, ...), none of them a reason to refuse.
+	Notes []string
+}
+
 // Describer is implemented by images that can say more about themselves
 // than their size.
 type Describer interface {
@@ -136,6 +148,10 @@ var (
 	// ErrUnsafe: the image refers to something outside itself (backing
 	// file, external data file) and the caller did not opt in.
 	ErrUnsafe = errors.New("image refers to another file")
+	// ErrLimit: the image declares a size, table or count beyond what any
+	// sane image needs (see Limits); refused before anything is allocated
+	// for it.
+	ErrLimit = errors.New("beyond a safety limit")
 	// ErrShrink: a resize below the current size without allowShrink.
 	ErrShrink = errors.New("shrinking would discard data")
 )

@@ -32,6 +32,16 @@ type Format struct {
 	// Sniff reports whether the content is this format. It reads at most a
 	// few sectors at the start and end of r, whose total length is size.
 	Sniff func(r io.ReaderAt, size int64) bool
+	// Inspect reads the image's headers, with a small, fixed number of
+	// bounded reads, and says what they declare (Facts) and, as an error,
+	// why the image must not be read: it refers to other files (ErrUnsafe),
+	// is encrypted or uses features we do not know (ErrUnsupported),
+	// declares sizes beyond limits (ErrLimit) or is malformed (ErrFormat).
+	// The error starts with the format's name. Facts.Info is set as soon as
+	// the headers are decoded, even when the image is then refused. Nil for
+	// formats recognised by their magic alone: they declare nothing we
+	// read, and cannot refer to other files.
+	Inspect func(r io.ReaderAt, size int64, limits Limits) (Facts, error)
 	// Open opens the image for reading. r must allow concurrent ReadAt
 	// calls if the image is read concurrently; the image does not close it.
 	Open   func(r io.ReaderAt, size int64, opt OpenOptions) (Image, error)
@@ -43,9 +53,6 @@ type Format struct {
 	// writes. Required with Create.
 	BlockSize func(opt CreateOptions) int64
 	Check     func(r io.ReaderAt, size int64) (CheckReport, error)
-	// Describe reads what the header says without opening the image for
-	// reading, so images that Open refuses can still be described. Optional.
-	Describe func(r io.ReaderAt, size int64) (Info, error)
 	// Generic formats (raw) match anything; they are tried last and never
 	// count towards polyglot detection.
 	Generic bool

@@ -39,28 +39,22 @@ import (
 )
 
 // Errors Inspect returns besides disk's classes (disk.ErrFormat,
-// disk.ErrUnsupported, disk.ErrUnsafe), for errors.Is.
+// disk.ErrUnsupported, disk.ErrUnsafe, disk.ErrLimit), for errors.Is.
 var (
 	// ErrMismatch: the declared format is not the one the content has.
 	ErrMismatch = errors.New("declared format contradicts the content")
 	// ErrPolyglot: the content is a valid header of more than one format.
 	// Such errors also match disk.ErrUnsafe.
 	ErrPolyglot = errors.New("content matches several formats")
-	// ErrLimit: the image declares a size, table or count beyond what any
-	// sane image needs; refused before anything is allocated for it.
-	ErrLimit = errors.New("beyond a safety limit")
+	// ErrLimit is disk.ErrLimit, the class of the refusals of sizes, tables
+	// and counts beyond the policy's limits.
+	ErrLimit = disk.ErrLimit
 )
 
-// Default limits. They are far above what real images use and far below
-// what would cost us memory or time to look at.
+// Default limits, as disk.Limits applies them.
 const (
-	// DefaultMaxVirtualSize is 64 TiB, the largest VHDX and about the
-	// largest VMDK: no cloud or VM image comes near it.
-	DefaultMaxVirtualSize = int64(64) << 40
-	// DefaultMaxSnapshots bounds qcow2 internal snapshots (qemu allows
-	// 65536; we never convert snapshots, and a table of thousands is a
-	// known way to blow up tools that list them).
-	DefaultMaxSnapshots = 1024
+	DefaultMaxVirtualSize = disk.DefaultMaxVirtualSize
+	DefaultMaxSnapshots   = disk.DefaultMaxSnapshots
 	// maxTableBytes bounds any lookup table (qcow2 L1, VMDK grain directory,
 	// VHD BAT, ...) a reader would have to hold: 32 MiB, qemu's L1 cap.
 	maxTableBytes = 32 << 20
@@ -71,10 +65,7 @@ const (
 
 // Policy is what the caller allows. The zero value is the safe default.
 type Policy struct {
-	// AllowBacking lets a qcow2 overlay name its backing file. No reader in
-	// this version follows backing chains, so an overlay is still refused,
-	// as unsupported instead of unsafe; the switch exists so that a future
-	// reader has an explicit opt-in to honour.
+	// AllowBacking lets an image name its backing file (disk.Limits).
 	AllowBacking bool
 	// MaxVirtualSize caps the virtual size an image may declare; 0 means
 	// DefaultMaxVirtualSize.
@@ -83,26 +74,23 @@ type Policy struct {
 	MaxSnapshots int
 }
 
-func (p Policy) maxVirtualSize() int64 {
-	if p.MaxVirtualSize > 0 {
-		return p.MaxVirtualSize
-	}
-	return DefaultMaxVirtualSize
+// limits are the policy as the formats' Inspect apply it.
+func (p Policy) limits() disk.Limits {
+	return disk.Limits{MaxVirtualSize: p.MaxVirtualSize, MaxSnapshots: p.MaxSnapshots, AllowBacking: p.AllowBacking}.WithDefaults()
 }
 
-func (p Policy) maxSnapshots() int {
-	if p.MaxSnapshots > 0 {
-		return p.MaxSnapshots
-	}
-	return DefaultMaxSnapshots
-}
+func (p Policy) maxVirtualSize() int64 { return p.limits().MaxVirtualSize }
 
-// Report is what inspection found in an image it accepts.
+// Report is what inspection found. On a refusal Format and Info say what
+// the image is, as far as it could be decoded.
 type Report struct {
 	Format string
 	// VirtualSize as the headers declare it; 0 when the format's check does
 	// not read it.
 	VirtualSize int64
+	// Info is what the headers declare (disk.Facts.Info); its Format is
+	// empty when the format declares nothing we read.
+	Info disk.Info
 	// Notes are findings worth a verbose message (a dirty qcow2, a VMDK's
 	// createType, ...), none of them a reason to refuse.
 	Notes []string
@@ -122,31 +110,47 @@ func Inspect(f *os.File, declared string, p Policy) (Report, error) {
 
 // InspectAt is Inspect for any io.ReaderAt of size bytes.
 func InspectAt(r io.ReaderAt, size int64, declared string, p Policy) (Report, error) {
-	if size < 0 {
-		return Report{}, fmt.Errorf("%w: negative file size %d", disk.ErrFormat, size)
-	}
-	format, err := detect(r, size)
+	format, err := Detect(r, size, declared)
 	if err != nil {
 		return Report{}, err
 	}
-	if declared != "" && declared != format {
-		if _, known := disk.Lookup(declared); !known {
-			return Report{}, fmt.Errorf("%w: the declared format %q is not a format we know; the content is %s",
-				ErrMismatch, declared, format)
-		}
-		return Report{}, fmt.Errorf("%w: declared as %s but the content is %s; fix the declared format or leave it out (the format is detected from the content)",
-			ErrMismatch, declared, format)
-	}
 	rep := Report{Format: format}
+	f, _ := disk.Lookup(format)
+	if f.Inspect != nil {
+		facts, err := f.Inspect(r, size, p.limits())
+		rep.Info, rep.VirtualSize, rep.Notes = facts.Info, facts.Info.VirtualSize, facts.Notes
+		return rep, err
+	}
 	if check := checks[format]; check != nil {
 		if err := check(&source{r: r, size: size}, p, &rep); err != nil {
-			if strings.HasPrefix(err.Error(), format+": ") {
-				return Report{}, err // qcow2.ParseHeader names its format
-			}
-			return Report{}, fmt.Errorf("%s: %w", format, err)
+			return Report{Format: format}, fmt.Errorf("%s: %w", format, err)
 		}
 	}
 	return rep, nil
+}
+
+// Detect names the format of the content and holds it against the
+// declared one ("" when none): the part of the policy that comes before
+// any format reads its headers. A polyglot is ErrPolyglot (and
+// disk.ErrUnsafe); a declared format that is not the content's, or not a
+// format at all, is ErrMismatch.
+func Detect(r io.ReaderAt, size int64, declared string) (string, error) {
+	if size < 0 {
+		return "", fmt.Errorf("%w: negative file size %d", disk.ErrFormat, size)
+	}
+	format, err := detect(r, size)
+	if err != nil {
+		return "", err
+	}
+	if declared != "" && declared != format {
+		if _, known := disk.Lookup(declared); !known {
+			return "", fmt.Errorf("%w: the declared format %q is not a format we know (this version reads %s); the content is %s",
+				ErrMismatch, declared, strings.Join(disk.ReadableFormats(), ", "), format)
+		}
+		return "", fmt.Errorf("%w: declared as %s but the content is %s; fix the declared format or leave it out (the format is detected from the content)",
+			ErrMismatch, declared, format)
+	}
+	return format, nil
 }
 
 // detect names the format from the content; more than one match is a
@@ -172,7 +176,6 @@ type checker func(src *source, p Policy, rep *Report) error
 // (raw, and those we merely recognise and that cannot refer to anything)
 // has nothing to check beyond its detection.
 var checks = map[string]checker{
-	"qcow2":     checkQCOW2,
 	"vmdk":      checkVMDK,
 	"vpc":       checkVPC,
 	"vhdx":      checkVHDX,

@@ -24,51 +24,51 @@ func inspectUsage(cmd string) string {
 	return fmt.Sprintf("usage: %s %s [-h] [-f FORMAT] [--output {human,json}] filename\n", prog, cmd)
 }
 
-// openForInspection parses a check/info command line and opens the file
-// with its format. On failure it has already printed and returns the exit code.
-func openForInspection(e env, cmd, help string, args []string) (f *os.File, format disk.Format, asJSON bool, code int, ok bool) {
+// inspected is the file a check or info command line names, opened.
+type inspected struct {
+	f        *os.File
+	size     int64
+	declared string // the format -f gives; "" when none
+	asJSON   bool
+}
+
+// openForInspection parses a check/info command line and opens the file.
+// On failure it has already printed and returns the exit code.
+func openForInspection(e env, cmd, help string, args []string) (in inspected, code int, ok bool) {
 	p, err := parseArgs(args, inspectOptions)
 	if err != nil {
-		return nil, disk.Format{}, false, usageFail(e, inspectUsage(cmd), err), false
+		return in, usageFail(e, inspectUsage(cmd), err), false
 	}
 	if p.help {
 		fmt.Fprint(e.stdout, inspectUsage(cmd)+"\n"+help+"\noptions:\n  -h, --help            show this help message and exit\n"+formatOptions(inspectOptions))
-		return nil, disk.Format{}, false, 0, false
+		return in, 0, false
 	}
 	if len(p.positionals) != 1 {
-		return nil, disk.Format{}, false, usageFail(e, inspectUsage(cmd), fmt.Errorf("expected exactly one filename")), false
+		return in, usageFail(e, inspectUsage(cmd), fmt.Errorf("expected exactly one filename")), false
 	}
 	switch p.values["output"] {
 	case "", "human":
 	case "json":
-		asJSON = true
+		in.asJSON = true
 	default:
-		return nil, disk.Format{}, false, usageFail(e, inspectUsage(cmd), fmt.Errorf("argument --output: invalid choice: %q (choose from 'human', 'json')", p.values["output"])), false
+		return in, usageFail(e, inspectUsage(cmd), fmt.Errorf("argument --output: invalid choice: %q (choose from 'human', 'json')", p.values["output"])), false
 	}
 	path := p.positionals[0]
-	f, err = os.Open(path)
+	f, err := os.Open(path)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %v\n", prog, err)
-		return nil, disk.Format{}, false, genvm.CodePathNotFound, false
+		return in, genvm.CodePathNotFound, false
 	}
 	st, err := f.Stat()
 	if err == nil && !st.Mode().IsRegular() {
 		err = fmt.Errorf("not a regular file")
 	}
-	var name string
-	if err == nil {
-		name, err = disk.Detect(f, st.Size())
-	}
-	if err == nil && p.values["format"] != "" && p.values["format"] != name {
-		err = fmt.Errorf("declared format %s but the content is %s", p.values["format"], name)
-	}
 	if err != nil {
 		f.Close()
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, path, err)
-		return nil, disk.Format{}, false, genvm.CodeLoadFailed, false
+		return in, genvm.CodeLoadFailed, false
 	}
-	format, _ = disk.Lookup(name)
-	return f, format, asJSON, 0, true
+	return inspected{f: f, size: st.Size(), declared: p.values["format"], asJSON: in.asJSON}, 0, true
 }
 
 const checkHelp = `Check the consistency of an image, natively (qemu-img check's figures):
@@ -77,16 +77,23 @@ COPIED flags. Exit code: 0 clean, 8 errors or leaks found, 2 unreadable.
 `
 
 func runCheck(ctx context.Context, e env, args []string) int {
-	f, format, asJSON, code, ok := openForInspection(e, "check", checkHelp, args)
+	in, code, ok := openForInspection(e, "check", checkHelp, args)
 	if !ok {
 		return code
 	}
+	f, asJSON := in.f, in.asJSON
 	defer f.Close()
+	name, err := inspect.Detect(f, in.size, in.declared)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
+		return genvm.CodeLoadFailed
+	}
+	format, _ := disk.Lookup(name)
 	if format.Check == nil {
 		fmt.Fprintf(e.stderr, "%s: %s: %s images have no consistency check\n", prog, f.Name(), format.Name)
 		return genvm.CodeCheck
 	}
-	report, err := format.CheckFile(f)
+	report, err := format.Check(f, in.size)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
 		return genvm.CodeLoadFailed
@@ -207,23 +214,32 @@ func printFields(w io.Writer, fields []disk.Field, indent string) {
 }
 
 func runInfo(ctx context.Context, e env, args []string) int {
-	f, format, asJSON, code, ok := openForInspection(e, "info", infoHelp, args)
+	in, code, ok := openForInspection(e, "info", infoHelp, args)
 	if !ok {
 		return code
 	}
+	f := in.f
 	defer f.Close()
-	info, err := describe(f, format)
-	if err != nil {
+	// Inspection describes the image as far as its headers can be decoded,
+	// and says whether single and convert would take it as an input
+	// (SECURITY.md): info describes images that are refused.
+	rep, refusal := inspect.InspectAt(f, in.size, in.declared, inspect.Policy{})
+	info := rep.Info
+	if info.Format == "" {
+		err := refusal
+		if err == nil {
+			err = fmt.Errorf("this is a %s image, which this version recognises but cannot read yet", rep.Format)
+		}
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
 		return genvm.CodeLoadFailed
 	}
-	q := qemuInfo{VirtualSize: info.VirtualSize, Filename: f.Name(), ClusterSize: info.ClusterSize, Format: format.Name,
+	q := qemuInfo{VirtualSize: info.VirtualSize, Filename: f.Name(), ClusterSize: info.ClusterSize, Format: info.Format,
 		BackingFile: info.BackingFile, BackingFormat: info.BackingFormat, FormatSpecific: (*formatSpecific)(info.Specific),
 		Encrypted: info.Encrypted, DirtyFlag: info.Dirty}
 	if st, err := f.Stat(); err == nil {
 		q.ActualSize = allocatedBytes(st)
 	}
-	if asJSON {
+	if in.asJSON {
 		b, _ := json.MarshalIndent(q, "", "    ")
 		fmt.Fprintf(e.stdout, "%s\n", b)
 		return 0
@@ -252,35 +268,10 @@ func runInfo(ctx context.Context, e env, args []string) int {
 	if q.DirtyFlag {
 		fmt.Fprintln(e.stdout, "dirty flag: yes")
 	}
-	// Whether single/convert would take it as an input (SECURITY.md).
-	if _, err := inspect.Inspect(f, "", inspect.Policy{}); err != nil {
-		fmt.Fprintf(e.stdout, "as an input: refused: %v\n", err)
+	if refusal != nil {
+		fmt.Fprintf(e.stdout, "as an input: refused: %v\n", refusal)
 	} else {
 		fmt.Fprintln(e.stdout, "as an input: accepted by inspection")
 	}
 	return 0
-}
-
-// describe prefers the format's header-only Describe, which works on images
-// we refuse to open (backing files, encryption), and falls back to Open.
-func describe(f *os.File, format disk.Format) (disk.Info, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return disk.Info{}, err
-	}
-	if format.Describe != nil {
-		return format.Describe(f, st.Size())
-	}
-	if format.Open == nil {
-		return disk.Info{}, fmt.Errorf("this is a %s image, which this version recognises but cannot read yet", format.Name)
-	}
-	img, err := format.Open(f, st.Size(), disk.OpenOptions{})
-	if err != nil {
-		return disk.Info{}, err
-	}
-	defer img.Close()
-	if d, ok := img.(disk.Describer); ok {
-		return d.Info(), nil
-	}
-	return disk.Info{Format: format.Name, VirtualSize: img.Size()}, nil
 }

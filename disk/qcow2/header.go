@@ -193,11 +193,15 @@ func unsupportedErr(format string, args ...any) error {
 	return fmt.Errorf("qcow2: %w: "+format, append([]any{disk.ErrUnsupported}, args...)...)
 }
 
+func unsafeErr(format string, args ...any) error {
+	return fmt.Errorf("qcow2: %w: "+format, append([]any{disk.ErrUnsafe}, args...)...)
+}
+
 // ParseHeader decodes and validates the header found in the first cluster
 // of an image (buf should hold at least the first cluster, or the whole file
 // if it is shorter; more is ignored). fileSize bounds every offset. It checks
-// geometry and offsets; it does not refuse features: callers decide what
-// they accept (see Header.Refusal).
+// geometry and offsets; it does not refuse features: Open and Inspect do
+// (see Header.refusal).
 func ParseHeader(buf []byte, fileSize int64) (*Header, error) {
 	if len(buf) < headerV2Length {
 		return nil, formatErr("file is %d bytes, shorter than a qcow2 header", len(buf))

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/bits"
-	"strings"
 	"sync"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
@@ -26,7 +25,7 @@ func Open(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := rdRefusal(h, opt); err != nil {
+	if err := h.refusal(opt.AllowBacking); err != nil {
 		return nil, err
 	}
 	if err := checkSnapshotTable(r, size, h); err != nil {
@@ -60,17 +59,6 @@ func Open(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, error) {
 	im.bufs.New = func() any { b := make([]byte, im.hostBufSize); return &b }
 	im.clusters = newRdClusterCache(im.clusterSize)
 	return im, nil
-}
-
-// ReadInfo describes the qcow2 image held in the size bytes of r from its
-// header alone, without refusing anything: `gen-vm-image info` uses it for
-// images that Open refuses (encrypted, backing file, external data file).
-func ReadInfo(r io.ReaderAt, size int64) (disk.Info, error) {
-	h, err := readHeader(r, size)
-	if err != nil {
-		return disk.Info{}, err
-	}
-	return headerInfo(h), nil
 }
 
 // headerInfo is what the header says, in the vocabulary of qemu-img info.
@@ -158,50 +146,6 @@ func readHeaderCluster(r io.ReaderAt, size int64) ([]byte, error) {
 	return buf, nil
 }
 
-// rdRefusal says why Open will not read an image, or nil.
-func rdRefusal(h *Header, opt disk.OpenOptions) error {
-	if unknown := h.IncompatibleFeatures &^ IncompatKnown; unknown != 0 {
-		var names []string
-		for b := 0; b < 64; b++ {
-			if unknown&(1<<b) != 0 {
-				names = append(names, fmt.Sprint(b))
-			}
-		}
-		return unsupportedErr("unknown incompatible feature bits %s (%#x) are set; this image needs a newer qcow2 reader",
-			strings.Join(names, ", "), unknown)
-	}
-	if h.CryptMethod != CryptNone {
-		method := map[uint32]string{CryptAES: "AES", CryptLUKS: "LUKS"}[h.CryptMethod]
-		if method == "" {
-			method = fmt.Sprintf("method %d", h.CryptMethod)
-		}
-		return unsupportedErr("the image is encrypted (%s); encrypted images cannot be read", method)
-	}
-	if h.IncompatibleFeatures&IncompatDataFile != 0 {
-		name := h.DataFile
-		if name == "" {
-			name = "(name not recorded in the image)"
-		} else {
-			name = fmt.Sprintf("%q", name)
-		}
-		return fmt.Errorf("qcow2: %w: the image keeps its data in the external data file %s; refusing to open a file the image names",
-			disk.ErrUnsafe, name)
-	}
-	if h.BackingFile != "" {
-		format := ""
-		if h.BackingFormat != "" {
-			format = fmt.Sprintf(" (format %s)", h.BackingFormat)
-		}
-		if opt.AllowBacking {
-			return fmt.Errorf("qcow2: %w: backing file %q%s: reading through a backing chain is not implemented",
-				disk.ErrUnsupported, h.BackingFile, format)
-		}
-		return fmt.Errorf("qcow2: %w: backing file %q%s: the image is an overlay that needs its backing chain to be read; refusing to open a file the image names",
-			disk.ErrUnsafe, h.BackingFile, format)
-	}
-	return nil
-}
-
 // rdL2CacheBytes bounds the memory the L2 cache holds per image: 32 MiB of
 // L2 tables map 256 GiB of virtual disk with 64 KiB clusters.
 const rdL2CacheBytes = 32 << 20
@@ -241,17 +185,15 @@ type rdImage struct {
 // checked the count against MaxL1Bytes; here we check that they are inside
 // the file before allocating them.
 func (im *rdImage) loadL1() error {
-	perL2 := im.l2Entries << im.clusterBits
-	n := (im.size + perL2 - 1) / perL2
+	if err := im.hdr.checkL1Place(im.fileSize); err != nil {
+		return err
+	}
+	n := im.hdr.activeL1Entries()
 	if n == 0 {
 		return nil
 	}
 	off := int64(im.hdr.L1TableOffset)
-	bytes := n * 8
-	if off > im.fileSize || bytes > im.fileSize-off {
-		return formatErr("L1 table at host offset %#x (%d entries) runs past the end of the file (%d bytes)", off, n, im.fileSize)
-	}
-	buf := make([]byte, bytes)
+	buf := make([]byte, n*8)
 	if err := blockio.ReadFull(im.r, buf, off); err != nil {
 		return fmt.Errorf("qcow2: reading the L1 table at %#x: %w", off, err)
 	}

@@ -602,29 +602,30 @@ func TestReaderRefusals(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, s)
 				}
 			}
-			// ReadInfo still describes what Open refuses (except
-			// what is not qcow2 at all).
+			// Inspect still describes what Open refuses (except what
+			// is not qcow2 at all), and refuses it the same way.
 			if tt.name == "qcow version 1" {
 				return
 			}
 			f, _ := os.Open(tt.path)
 			defer f.Close()
-			info, err := ReadInfo(f, fileSize(t, f))
-			if err != nil {
-				t.Fatalf("ReadInfo: %v", err)
+			facts, ierr := Inspect(f, fileSize(t, f), disk.Limits{})
+			info := facts.Info
+			if info.Format != "qcow2" || ierr == nil || ierr.Error() != err.Error() {
+				t.Fatalf("Inspect = %+v, %v; want the header described and Open's refusal %v", info, ierr, err)
 			}
 			switch tt.name {
 			case "backing":
 				if info.BackingFile != base || info.BackingFormat != "qcow2" {
-					t.Errorf("ReadInfo = %+v; want backing %s (qcow2)", info, base)
+					t.Errorf("Inspect = %+v; want backing %s (qcow2)", info, base)
 				}
 			case "data file":
 				if name, _ := info.Specific.Field("data-file").(string); !strings.HasSuffix(name, "external.data") {
-					t.Errorf("ReadInfo = %+v; want the data file", info)
+					t.Errorf("Inspect = %+v; want the data file", info)
 				}
 			case "luks", "aes":
 				if !info.Encrypted {
-					t.Errorf("ReadInfo = %+v; want Encrypted", info)
+					t.Errorf("Inspect = %+v; want Encrypted", info)
 				}
 			}
 		})
@@ -761,9 +762,10 @@ func TestReaderCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			hinfo, herr := ReadInfo(f, fileSize(t, f))
+			facts, _ := Inspect(f, fileSize(t, f), disk.Limits{})
+			hinfo := facts.Info
 			switch {
-			case e.Malformed() || (herr == nil && hinfo.BackingFile != ""):
+			case e.Malformed() || hinfo.BackingFile != "":
 				im, err := Open(f, fileSize(t, f), disk.OpenOptions{})
 				if err == nil {
 					err = rdReadAll(im)
@@ -772,7 +774,7 @@ func TestReaderCorpus(t *testing.T) {
 				if err == nil {
 					t.Fatalf("%s (%s) opened and read without error", e.File, e.Notes)
 				}
-				if herr == nil && hinfo.BackingFile != "" && !errors.Is(err, disk.ErrUnsafe) {
+				if hinfo.BackingFile != "" && !errors.Is(err, disk.ErrUnsafe) {
 					t.Fatalf("overlay: got %v; want ErrUnsafe", err)
 				}
 				t.Logf("refused: %v", err)

@@ -11,12 +11,11 @@ func init() {
 	disk.Register(disk.Format{
 		Name:      "qcow2",
 		Sniff:     Sniff,
+		Inspect:   Inspect,
 		Open:      Open,
 		Create:    Create,
 		BlockSize: BlockSize,
 		Check:     Check,
-		// Describe works on images Open refuses (backing files, encryption).
-		Describe: ReadInfo,
 	})
 }
 

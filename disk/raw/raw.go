@@ -15,6 +15,7 @@ func init() {
 	disk.Register(disk.Format{
 		Name:      "raw",
 		Sniff:     func(io.ReaderAt, int64) bool { return true },
+		Inspect:   Inspect,
 		Open:      Open,
 		Create:    Create,
 		BlockSize: func(disk.CreateOptions) int64 { return BlockSize },
@@ -26,6 +27,13 @@ func init() {
 // block of the common file systems (ext4, XFS, APFS, NTFS), in which holes
 // are punched and extents are mapped.
 const BlockSize = 4 << 10
+
+// Inspect describes the size bytes of r as a raw image. There is nothing
+// to refuse: a raw image has no header, so it declares nothing and names
+// nothing.
+func Inspect(_ io.ReaderAt, size int64, _ disk.Limits) (disk.Facts, error) {
+	return disk.Facts{Info: disk.Info{Format: "raw", VirtualSize: size}}, nil
+}
 
 // Image is a raw image opened for reading.
 type Image struct {
