@@ -33,11 +33,9 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/output"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 
-	// The formats we read and write register themselves; probe registers
-	// those we only recognise.
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/probe"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
+	// Every format registers itself: those we read, write or only
+	// recognise.
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/all"
 )
 
 // Spec describes one image to generate.

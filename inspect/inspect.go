@@ -33,9 +33,7 @@ import (
 
 	// Inspect knows every format that registers itself: the ones we read
 	// and the ones we only recognise.
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/probe"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/all"
 )
 
 // Errors Inspect returns besides disk's classes (disk.ErrFormat,
@@ -176,7 +174,6 @@ type checker func(src *source, p Policy, rep *Report) error
 // (raw, and those we merely recognise and that cannot refer to anything)
 // has nothing to check beyond its detection.
 var checks = map[string]checker{
-	"vmdk":      checkVMDK,
 	"vpc":       checkVPC,
 	"vhdx":      checkVHDX,
 	"luks":      checkLUKS,

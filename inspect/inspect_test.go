@@ -292,6 +292,12 @@ func hostileCases() []hostileCase {
 	}
 }
 
+// VMDK hosted sparse extent values ("Virtual Disk Format 5.0").
+const (
+	vmdkGDAtEnd      = ^uint64(0) // gdOffset: the grain directory follows the grains
+	vmdkMarkerFooter = 3
+)
+
 // vmdkWithFooter turns a stream-optimized image into one whose header
 // says "grain directory at the end" and appends a footer marker, a footer
 // (the original header, its descriptor offset moved by shift sectors) and

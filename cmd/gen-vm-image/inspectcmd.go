@@ -268,9 +268,12 @@ func runInfo(ctx context.Context, e env, args []string) int {
 	if q.DirtyFlag {
 		fmt.Fprintln(e.stdout, "dirty flag: yes")
 	}
-	if refusal != nil {
+	switch format, _ := disk.Lookup(rep.Format); {
+	case refusal != nil:
 		fmt.Fprintf(e.stdout, "as an input: refused: %v\n", refusal)
-	} else {
+	case format.Open == nil:
+		fmt.Fprintf(e.stdout, "as an input: accepted by inspection, but this version cannot read %s images yet\n", rep.Format)
+	default:
 		fmt.Fprintln(e.stdout, "as an input: accepted by inspection")
 	}
 	return 0

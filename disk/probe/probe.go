@@ -26,7 +26,6 @@ type format struct {
 
 // formats, with the magic qemu's probes (block/*.c) and the specifications use.
 var formats = []format{
-	{"vmdk", sniffVMDK},
 	{"vpc", sniffVPC},
 	{"vhdx", prefix(0, []byte("vhdxfile"))},
 	{"vdi", func(r io.ReaderAt, _ int64) bool {
@@ -58,16 +57,6 @@ func at(r io.ReaderAt, off int64, n int) []byte {
 
 func prefix(off int64, magic []byte) func(io.ReaderAt, int64) bool {
 	return func(r io.ReaderAt, _ int64) bool { return bytes.Equal(at(r, off, len(magic)), magic) }
-}
-
-// sniffVMDK: a sparse extent ("KDMV"), an ESX COW disk ("COWD"), or a text
-// descriptor (which names other files: the hostile case).
-func sniffVMDK(r io.ReaderAt, _ int64) bool {
-	head := at(r, 0, 512)
-	if bytes.HasPrefix(head, []byte("KDMV")) || bytes.HasPrefix(head, []byte("COWD")) {
-		return true
-	}
-	return bytes.Contains(head, []byte("# Disk DescriptorFile"))
 }
 
 // sniffVPC: a dynamic VHD starts with the footer copy "conectix"; a fixed

@@ -1,4 +1,4 @@
-package probe
+package all
 
 import (
 	"os"
@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
 	"github.com/ucphhpc/gen-vm-image-go/internal/testcorpus"
 )
 
