@@ -167,11 +167,3 @@ func Detect(r io.ReaderAt, size int64) (string, error) {
 		return "", fmt.Errorf("%w: content matches several formats at once (%v); refusing a possible polyglot", ErrUnsafe, names)
 	}
 }
-
-// ReadHead reads up to n bytes from the start of r; a short file gives a
-// short slice, not an error. Sniffers use it.
-func ReadHead(r io.ReaderAt, n int) []byte {
-	buf := make([]byte, n)
-	m, _ := r.ReadAt(buf, 0)
-	return buf[:m]
-}

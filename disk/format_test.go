@@ -27,7 +27,11 @@ func withRegistry(t *testing.T) {
 
 // magic sniffs a prefix at offset 0.
 func magic(m string) func(io.ReaderAt, int64) bool {
-	return func(r io.ReaderAt, _ int64) bool { return bytes.Equal(ReadHead(r, len(m)), []byte(m)) }
+	return func(r io.ReaderAt, _ int64) bool {
+		b := make([]byte, len(m))
+		n, _ := r.ReadAt(b, 0)
+		return bytes.Equal(b[:n], []byte(m))
+	}
 }
 
 func openNothing(io.ReaderAt, int64, OpenOptions) (Image, error) { return nil, errors.New("test") }

@@ -14,6 +14,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/disk/vpc"
 	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 )
 
@@ -72,8 +73,12 @@ func writeTemp(t *testing.T, dir string, b []byte) string {
 
 // vhdFix recomputes a VHD checksum (footer: at 64; dynamic header: at 36).
 func vhdFix(b []byte, at int) {
-	binary.BigEndian.PutUint32(b[at:], vhdChecksum(b, at))
+	binary.BigEndian.PutUint32(b[at:], vpc.Checksum(b, at))
 }
+
+// vhdDifferencing is the disk type of a differencing VHD (footer, "Disk
+// Type").
+const vhdDifferencing = 4
 
 // vhdxFix recomputes a CRC-32C stored at at over b.
 func vhdxFix(b []byte, at int) {

@@ -11,4 +11,5 @@ import (
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/vmdk"
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/vpc"
 )

@@ -11,6 +11,7 @@ import (
 	"io"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 func init() {
@@ -26,49 +27,28 @@ type format struct {
 
 // formats, with the magic qemu's probes (block/*.c) and the specifications use.
 var formats = []format{
-	{"vpc", sniffVPC},
 	{"vhdx", prefix(0, []byte("vhdxfile"))},
 	{"vdi", func(r io.ReaderAt, _ int64) bool {
-		b := at(r, 0x40, 4)
+		b := blockio.Peek(r, 0x40, 4)
 		return len(b) == 4 && binary.LittleEndian.Uint32(b) == 0xbeda107f
 	}},
 	{"qed", prefix(0, []byte("QED\x00"))},
 	{"parallels", func(r io.ReaderAt, _ int64) bool {
-		b := at(r, 0, 16)
+		b := blockio.Peek(r, 0, 16)
 		return bytes.Equal(b, []byte("WithoutFreeSpace")) || bytes.Equal(b, []byte("WithouFreSpacExt"))
 	}},
 	{"luks", prefix(0, []byte("LUKS\xba\xbe"))},
 	{"qcow", func(r io.ReaderAt, _ int64) bool { // qcow version 1
-		b := at(r, 0, 8)
+		b := blockio.Peek(r, 0, 8)
 		return len(b) == 8 && binary.BigEndian.Uint32(b) == 0x514649fb && binary.BigEndian.Uint32(b[4:]) == 1
 	}},
 	{"bochs", prefix(0, []byte("Bochs Virtual HD Image"))},
 	{"cloop", prefix(0, []byte("#!/bin/sh\n#V2.0 Format\n"))},
 	{"dmg", func(r io.ReaderAt, size int64) bool {
-		return size >= 512 && bytes.Equal(at(r, size-512, 4), []byte("koly"))
+		return size >= 512 && bytes.Equal(blockio.Peek(r, size-512, 4), []byte("koly"))
 	}},
 }
 
-func at(r io.ReaderAt, off int64, n int) []byte {
-	b := make([]byte, n)
-	m, _ := r.ReadAt(b, off)
-	return b[:m]
-}
-
 func prefix(off int64, magic []byte) func(io.ReaderAt, int64) bool {
-	return func(r io.ReaderAt, _ int64) bool { return bytes.Equal(at(r, off, len(magic)), magic) }
-}
-
-// sniffVPC: a dynamic VHD starts with the footer copy "conectix"; a fixed
-// one has it only in the last 512 bytes (511 in old Virtual PC images).
-func sniffVPC(r io.ReaderAt, size int64) bool {
-	if bytes.Equal(at(r, 0, 8), []byte("conectix")) {
-		return true
-	}
-	for _, back := range []int64{512, 511} {
-		if size >= back && bytes.Equal(at(r, size-back, 8), []byte("conectix")) {
-			return true
-		}
-	}
-	return false
+	return func(r io.ReaderAt, _ int64) bool { return bytes.Equal(blockio.Peek(r, off, len(magic)), magic) }
 }

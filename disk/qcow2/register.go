@@ -5,6 +5,7 @@ import (
 	"io"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 func init() {
@@ -21,7 +22,7 @@ func init() {
 
 // Sniff reports whether r starts with the qcow2 magic and a version we know.
 func Sniff(r io.ReaderAt, size int64) bool {
-	head := disk.ReadHead(r, 8)
+	head := blockio.Peek(r, 0, 8)
 	if len(head) < 8 || binary.BigEndian.Uint32(head) != Magic {
 		return false
 	}

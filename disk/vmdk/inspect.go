@@ -23,7 +23,7 @@ func init() {
 // ("COWD"), or a text descriptor (which names other files: the hostile
 // case).
 func Sniff(r io.ReaderAt, _ int64) bool {
-	head := disk.ReadHead(r, sectorSize)
+	head := blockio.Peek(r, 0, sectorSize)
 	if bytes.HasPrefix(head, []byte("KDMV")) || bytes.HasPrefix(head, []byte("COWD")) {
 		return true
 	}

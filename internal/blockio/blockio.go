@@ -27,6 +27,15 @@ func ReadFull(r io.ReaderAt, p []byte, off int64) error {
 	return err
 }
 
+// Peek reads up to n bytes at off; what lies beyond the end of r is left
+// out, so a short input gives a short slice, never an error. Sniffers use
+// it: a magic that is not all there does not match.
+func Peek(r io.ReaderAt, off int64, n int) []byte {
+	b := make([]byte, n)
+	m, _ := r.ReadAt(b, off)
+	return b[:m]
+}
+
 // ReadPadded fills p with the bytes at off of r, which holds size bytes;
 // what lies at or beyond size reads as zeros, as qemu's block layer reads
 // past the end of an image file. Only the bytes that exist must be read in

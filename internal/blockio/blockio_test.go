@@ -216,3 +216,16 @@ func TestTableCacheConcurrentLoadsOnce(t *testing.T) {
 		t.Fatalf("%d loads of one table", n)
 	}
 }
+
+func TestPeek(t *testing.T) {
+	r := bytes.NewReader([]byte("conectix"))
+	for _, tt := range []struct {
+		off  int64
+		n    int
+		want string
+	}{{0, 4, "cone"}, {4, 8, "ctix"}, {8, 4, ""}, {100, 4, ""}} {
+		if got := Peek(r, tt.off, tt.n); string(got) != tt.want {
+			t.Errorf("Peek(%d, %d) = %q, want %q", tt.off, tt.n, got, tt.want)
+		}
+	}
+}
