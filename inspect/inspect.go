@@ -174,7 +174,6 @@ type checker func(src *source, p Policy, rep *Report) error
 // (raw, and those we merely recognise and that cannot refer to anything)
 // has nothing to check beyond its detection.
 var checks = map[string]checker{
-	"vhdx":      checkVHDX,
 	"luks":      checkLUKS,
 	"qcow":      checkQCOW1,
 	"qed":       checkQED,

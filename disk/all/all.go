@@ -10,6 +10,7 @@ import (
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/probe"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/vhdx"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/vmdk"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/vpc"
 )

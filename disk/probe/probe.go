@@ -27,7 +27,6 @@ type format struct {
 
 // formats, with the magic qemu's probes (block/*.c) and the specifications use.
 var formats = []format{
-	{"vhdx", prefix(0, []byte("vhdxfile"))},
 	{"vdi", func(r io.ReaderAt, _ int64) bool {
 		b := blockio.Peek(r, 0x40, 4)
 		return len(b) == 4 && binary.LittleEndian.Uint32(b) == 0xbeda107f
