@@ -15,6 +15,11 @@
 //     before anything is allocated (ErrLimit);
 //   - broken headers are refused (disk.ErrFormat).
 //
+// This package holds the policy that spans formats: detection from the
+// content, the declared format, polyglots and the limits. What each format's
+// headers say and why they are refused is the format's own knowledge, in
+// disk/<format>, which this package asks through disk.Format.Inspect.
+//
 // The checks follow the lessons of OpenStack's image format inspector
 // (oslo.utils imageutils/format_inspector.py, after CVE-2022-47951,
 // CVE-2024-32498 and CVE-2024-40767) and go further where the formats allow:
@@ -53,12 +58,6 @@ var (
 const (
 	DefaultMaxVirtualSize = disk.DefaultMaxVirtualSize
 	DefaultMaxSnapshots   = disk.DefaultMaxSnapshots
-	// maxTableBytes bounds any lookup table (qcow2 L1, VMDK grain directory,
-	// VHD BAT, ...) a reader would have to hold: 32 MiB, qemu's L1 cap.
-	maxTableBytes = 32 << 20
-	// maxDescriptorBytes bounds a VMDK text descriptor, embedded or not
-	// (qemu reads at most 1 MiB of one).
-	maxDescriptorBytes = 1 << 20
 )
 
 // Policy is what the caller allows. The zero value is the safe default.
@@ -74,17 +73,15 @@ type Policy struct {
 
 // limits are the policy as the formats' Inspect apply it.
 func (p Policy) limits() disk.Limits {
-	return disk.Limits{MaxVirtualSize: p.MaxVirtualSize, MaxSnapshots: p.MaxSnapshots, AllowBacking: p.AllowBacking}.WithDefaults()
+	return disk.Limits{MaxVirtualSize: p.MaxVirtualSize, MaxSnapshots: p.MaxSnapshots, AllowBacking: p.AllowBacking}
 }
-
-func (p Policy) maxVirtualSize() int64 { return p.limits().MaxVirtualSize }
 
 // Report is what inspection found. On a refusal Format and Info say what
 // the image is, as far as it could be decoded.
 type Report struct {
 	Format string
-	// VirtualSize as the headers declare it; 0 when the format's check does
-	// not read it.
+	// VirtualSize as the headers declare it; 0 for formats recognised by
+	// their magic alone.
 	VirtualSize int64
 	// Info is what the headers declare (disk.Facts.Info); its Format is
 	// empty when the format declares nothing we read.
@@ -114,17 +111,14 @@ func InspectAt(r io.ReaderAt, size int64, declared string, p Policy) (Report, er
 	}
 	rep := Report{Format: format}
 	f, _ := disk.Lookup(format)
-	if f.Inspect != nil {
-		facts, err := f.Inspect(r, size, p.limits())
-		rep.Info, rep.VirtualSize, rep.Notes = facts.Info, facts.Info.VirtualSize, facts.Notes
-		return rep, err
+	if f.Inspect == nil {
+		// Recognised by its magic alone: nothing in it can refer to
+		// anything (see disk.Format.Inspect).
+		return rep, nil
 	}
-	if check := checks[format]; check != nil {
-		if err := check(&source{r: r, size: size}, p, &rep); err != nil {
-			return Report{Format: format}, fmt.Errorf("%s: %w", format, err)
-		}
-	}
-	return rep, nil
+	facts, err := f.Inspect(r, size, p.limits())
+	rep.Info, rep.VirtualSize, rep.Notes = facts.Info, facts.Info.VirtualSize, facts.Notes
+	return rep, err
 }
 
 // Detect names the format of the content and holds it against the
@@ -163,114 +157,4 @@ func detect(r io.ReaderAt, size int64) (string, error) {
 		return names[0], nil
 	}
 	return disk.Detect(r, size)
-}
-
-// checker does the format-specific checks. It reads through src (bounded),
-// fills rep and returns a refusal or nil. Errors it returns are prefixed
-// with the format name by InspectAt.
-type checker func(src *source, p Policy, rep *Report) error
-
-// checks is the table of format-specific checks. A format without an entry
-// (raw, and those we merely recognise and that cannot refer to anything)
-// has nothing to check beyond its detection.
-var checks = map[string]checker{
-	"luks":      checkLUKS,
-	"qcow":      checkQCOW1,
-	"qed":       checkQED,
-	"vdi":       checkVDI,
-	"parallels": checkParallels,
-}
-
-// source reads the image with bounds: every read names its purpose, so that
-// a short file gives an error that says what was missing.
-type source struct {
-	r    io.ReaderAt
-	size int64
-}
-
-// read returns exactly n bytes at off, or an ErrFormat error naming what.
-// n is bounded by the callers (never more than a few MiB).
-func (s *source) read(what string, off, n int64) ([]byte, error) {
-	if off < 0 || n < 0 || off > s.size || n > s.size-off {
-		return nil, fmt.Errorf("%w: %s at offset %#x (%d bytes) lies beyond the end of the file (%d bytes)",
-			disk.ErrFormat, what, off, n, s.size)
-	}
-	buf := make([]byte, n)
-	m, err := s.r.ReadAt(buf, off)
-	if m == len(buf) {
-		return buf, nil
-	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return nil, fmt.Errorf("%w: reading %s at offset %#x: %w", disk.ErrFormat, what, off, err)
-}
-
-// refuse builds a refusal of one class.
-func refuse(class error, format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{class}, args...)...)
-}
-
-// checkSize refuses a virtual size above the policy's cap.
-func checkSize(what string, virtualSize uint64, p Policy) error {
-	if limit := p.maxVirtualSize(); virtualSize > uint64(limit) {
-		return refuse(ErrLimit, "%s declares a virtual size of %d bytes (%s), more than the limit of %d bytes (%s)",
-			what, virtualSize, human(virtualSize), limit, human(uint64(limit)))
-	}
-	return nil
-}
-
-// checkSectors is checkSize for a size in 512-byte sectors, which may not
-// fit in bytes.
-func checkSectors(what string, sectors uint64, p Policy) error {
-	if limit := p.maxVirtualSize(); sectors > uint64(limit)/512 {
-		return refuse(ErrLimit, "%s declares a virtual size of %d sectors (%s), more than the limit of %d bytes (%s)",
-			what, sectors, human(satMul(sectors, 512)), limit, human(uint64(limit)))
-	}
-	return nil
-}
-
-// checkTable refuses a lookup table of more than maxTableBytes.
-func checkTable(what string, entries, entrySize uint64) error {
-	if entrySize != 0 && entries > maxTableBytes/entrySize {
-		return refuse(ErrLimit, "%s of %d entries (%s) exceeds the limit of %s",
-			what, entries, human(satMul(entries, entrySize)), human(maxTableBytes))
-	}
-	return nil
-}
-
-// satMul multiplies without wrapping around (saturates at the maximum).
-func satMul(a, b uint64) uint64 {
-	if a != 0 && b > ^uint64(0)/a {
-		return ^uint64(0)
-	}
-	return a * b
-}
-
-// human formats a byte count for messages: 64 TiB, 1.5 GiB, 512 bytes.
-func human(n uint64) string {
-	units := []string{"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	v := float64(n)
-	i := 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d bytes", n)
-	}
-	if v == float64(int64(v)) {
-		return fmt.Sprintf("%d %s", int64(v), units[i])
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
-}
-
-// quote shows a string found in an image in a message: quoted, escaped and
-// cut to a length that cannot flood a terminal.
-func quote(s string) string {
-	const max = 128
-	if len(s) > max {
-		return fmt.Sprintf("%q...", s[:max])
-	}
-	return fmt.Sprintf("%q", s)
 }

@@ -7,9 +7,14 @@
 package all
 
 import (
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/luks"
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/parallels"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/probe"
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/qed"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/vdi"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/vhdx"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/vmdk"
 	_ "github.com/ucphhpc/gen-vm-image-go/disk/vpc"
