@@ -386,7 +386,7 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 	fmtDef, _ := disk.Lookup(format)
 	if fmtDef.Open == nil {
 		f.Close()
-		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to qcow2 or raw first", path, format, strings.Join(disk.ReadableFormats(), ", "))
+		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to one of those first", path, format, strings.Join(disk.ReadableFormats(), ", "))
 	}
 	img, err := fmtDef.Open(f, fileSize, disk.OpenOptions{})
 	if err != nil {
