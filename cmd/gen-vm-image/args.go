@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"strings"
 
-	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/arch"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 )
 
@@ -159,12 +159,18 @@ func usageItems(opts []option) []string {
 	return items
 }
 
+// outputFormatHelp is the help of an output format option: what, the
+// formats the registry can write, and the default.
+func outputFormatHelp(what string) string {
+	return what + ": " + writableFormats(false) + ". (default: " + arch.DefaultFormat + ")"
+}
+
 // writableFormats lists, for help texts, the formats the registry can write:
 // "qcow2 or raw", or "qcow2 (default) or raw" when markDefault is set.
 func writableFormats(markDefault bool) string {
 	names := disk.WritableFormats()
 	for i, n := range names {
-		if markDefault && n == genvm.DefaultFormat {
+		if markDefault && n == arch.DefaultFormat {
 			names[i] += " (default)"
 		}
 	}
