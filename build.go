@@ -51,11 +51,12 @@ func (r *BuildResult) Failed() []ImageResult {
 // problems onto return codes: 1 missing file, 2 unreadable or not YAML, 4 a
 // required key missing, 5 a wrong type or value.
 func LoadArchitecture(path string) (*arch.Architecture, error) {
-	var names []string
+	var known []string
 	for _, f := range disk.Formats() {
-		names = append(names, f.Name)
+		known = append(known, f.Name)
 	}
-	a, err := arch.Load(path, arch.WithFormats(names...))
+	a, err := arch.Load(path, arch.WithOutputFormats(disk.WritableFormats()...),
+		arch.WithInputFormats(known, disk.ReadableFormats()))
 	if err == nil {
 		return a, nil
 	}

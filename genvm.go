@@ -48,11 +48,9 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/output"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 
-	// The formats we read and write register themselves; probe registers
-	// those we only recognise.
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/probe"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
+	// Every format registers itself: those we read, write or only
+	// recognise.
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/all"
 )
 
 // Spec describes one image to generate.
@@ -258,7 +256,8 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		}
 	}()
 
-	w, err := f.Create(tmp.File, virtualSize, disk.CreateOptions{})
+	var createOpt disk.CreateOptions
+	w, err := f.Create(tmp.File, virtualSize, createOpt)
 	if err != nil {
 		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
@@ -266,7 +265,7 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		wb := tmp.StartWriteBehind(!o.noSync)
 		stats, err := convert.Copy(ctx, w, src.image, convert.Options{
 			Length:    virtualSize,
-			ZeroBlock: zeroBlockFor(format),
+			ZeroBlock: f.BlockSize(createOpt),
 			Progress: func(p convert.Progress) {
 				wb.Progress(p.Done)
 				o.emit(Event{Image: base, Stage: "convert", Done: p.Done, Total: p.Total})
@@ -290,7 +289,7 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	if f.Check != nil {
-		report, err := f.Check(tmp.File)
+		report, err := f.CheckFile(tmp.File)
 		if err != nil {
 			return false, newError(CodeCheck, err, "Failed to check path: %s - error: %v", path, err)
 		}
@@ -313,16 +312,6 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	return true, nil
-}
-
-// zeroBlockFor is the zero-detection granularity that suits a format: a
-// qcow2 cluster is allocated whole, so detecting smaller zero blocks inside
-// it would only split writes.
-func zeroBlockFor(format string) int64 {
-	if format == "qcow2" {
-		return 64 << 10
-	}
-	return 4 << 10
 }
 
 // openedInput is an input image ready to be read.
@@ -362,26 +351,15 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 	fmtDef, _ := disk.Lookup(format)
 	if fmtDef.Open == nil {
 		f.Close()
-		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to qcow2 or raw first", path, format, strings.Join(readableFormats(), ", "))
+		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to one of those first", path, format, strings.Join(disk.ReadableFormats(), ", "))
 	}
-	img, err := fmtDef.Open(f, disk.OpenOptions{})
+	img, err := fmtDef.Open(f, fileSize, disk.OpenOptions{})
 	if err != nil {
 		f.Close()
 		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
 	}
 	say("Input %s is a %s image with a virtual size of %d bytes", path, format, img.Size())
 	return &openedInput{path: path, format: format, file: f, image: img}, nil
-}
-
-// readableFormats names the formats Open works for.
-func readableFormats() []string {
-	var names []string
-	for _, f := range disk.Formats() {
-		if f.Open != nil {
-			names = append(names, f.Name)
-		}
-	}
-	return names
 }
 
 // detectFormat names the input's format from its content and applies the

@@ -151,14 +151,26 @@ func (e *ValidationError) Error() string {
 type Option func(*options)
 
 type options struct {
-	formats []string
+	outputFormats []string // formats images can be written in
+	inputFormats  []string // formats an input may declare
+	readable      []string // formats named when an input's is not one of inputFormats
 }
 
-// WithFormats makes the image and input formats known up front, so that an
-// unknown format is reported with its line like any other problem. Without
-// it any format name is accepted here.
-func WithFormats(names ...string) Option {
-	return func(o *options) { o.formats = append(o.formats, names...) }
+// WithOutputFormats names the formats images can be written in, so that an
+// image in any other format is reported with its line like any other
+// problem. Without it any format name is accepted here.
+func WithOutputFormats(names ...string) Option {
+	return func(o *options) { o.outputFormats = append(o.outputFormats, names...) }
+}
+
+// WithInputFormats names the formats an input may declare (known) and
+// those the message about any other names as the ones that can be read
+// (readable). Without it any format name is accepted here.
+func WithInputFormats(known, readable []string) Option {
+	return func(o *options) {
+		o.inputFormats = append(o.inputFormats, known...)
+		o.readable = append(o.readable, readable...)
+	}
 }
 
 // Load reads and parses the architecture file at path. A missing or

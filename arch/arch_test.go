@@ -227,10 +227,21 @@ func TestWarnings(t *testing.T) {
 func TestWithFormats(t *testing.T) {
 	src := image("    name: n\n    size: 1G\n    format: qcow3\n    input: {path: p, format: vmdk}\n")
 	if _, err := Parse([]byte(src), "f.yml"); err != nil {
-		t.Errorf("without WithFormats: %v", err)
+		t.Errorf("without WithOutputFormats and WithInputFormats: %v", err)
 	}
-	_, err := Parse([]byte(src), "f.yml", WithFormats("raw", "qcow2", "vmdk"))
-	wantProblems(t, err, []Problem{{Line: 6, Column: 13, Path: "images.img.format", Msg: `unknown format "qcow3"; use one of raw, qcow2, vmdk`}})
+	known := []string{"qcow2", "raw", "vmdk"}
+	readable := []string{"qcow2", "raw"}
+	// An input may declare any known format, readable or not (it is
+	// refused later, with the reason); an image must be in one we write.
+	_, err := Parse([]byte(src), "f.yml", WithOutputFormats("qcow2", "raw"), WithInputFormats(known, readable))
+	wantProblems(t, err, []Problem{{Line: 6, Column: 13, Path: "images.img.format", Msg: `"qcow3" is not a format this version writes; use one of qcow2, raw`}})
+
+	src = image("    name: n\n    size: 1G\n    format: vmdk\n    input: {path: p, format: qcow3}\n")
+	_, err = Parse([]byte(src), "f.yml", WithOutputFormats("qcow2", "raw"), WithInputFormats(known, readable))
+	wantProblems(t, err, []Problem{
+		{Line: 6, Column: 13, Path: "images.img.format", Msg: `"vmdk" is not a format this version writes; use one of qcow2, raw`},
+		{Line: 7, Column: 30, Path: "images.img.input.format", Msg: `unknown format "qcow3"; this version reads qcow2, raw`},
+	})
 }
 
 func wantProblems(t *testing.T, err error, want []Problem) {

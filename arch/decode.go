@@ -199,7 +199,7 @@ func (p *parser) image(e entry) (Image, bool) {
 				p.fileComponent(f.value, fpath, "version", s)
 			}
 		case "format":
-			if s, ok := p.optionalFormat(f, fpath); ok {
+			if s, ok := p.optionalFormat(f, fpath, false); ok {
 				img.Format = s
 			}
 		case "input":
@@ -248,7 +248,7 @@ func (p *parser) input(e entry, path string) *Input {
 				in.URL = in.URLs[0]
 			}
 		case "format":
-			if s, ok := p.optionalFormat(f, fpath); ok {
+			if s, ok := p.optionalFormat(f, fpath, true); ok {
 				in.Format = s
 			}
 		case "checksum":
@@ -464,22 +464,29 @@ func CheckFileComponent(what, s string) error {
 	return nil
 }
 
-// optionalFormat reads a format key that may be null (meaning the default).
-func (p *parser) optionalFormat(f entry, path string) (string, bool) {
+// optionalFormat reads a format key that may be null (meaning the default
+// for an image, detection for an input).
+func (p *parser) optionalFormat(f entry, path string, input bool) (string, bool) {
 	if isNull(deref(f.value)) {
 		return "", false
 	}
 	s, ok := p.str(f.value, path)
 	if ok {
-		p.format(f.value, path, s)
+		p.format(f.value, path, s, input)
 	}
 	return s, ok
 }
 
-func (p *parser) format(n *yaml.Node, path, s string) {
-	if len(p.opts.formats) > 0 {
-		if !slices.Contains(p.opts.formats, s) {
-			p.invalid(n, path, "unknown format %q; use one of %s", s, strings.Join(p.opts.formats, ", "))
+func (p *parser) format(n *yaml.Node, path, s string, input bool) {
+	switch {
+	case input && len(p.opts.inputFormats) > 0:
+		if !slices.Contains(p.opts.inputFormats, s) {
+			p.invalid(n, path, "unknown format %q; this version reads %s", s, strings.Join(p.opts.readable, ", "))
+		}
+		return
+	case !input && len(p.opts.outputFormats) > 0:
+		if !slices.Contains(p.opts.outputFormats, s) {
+			p.invalid(n, path, "%q is not a format this version writes; use one of %s", s, strings.Join(p.opts.outputFormats, ", "))
 		}
 		return
 	}

@@ -8,15 +8,14 @@
 package convert
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"runtime"
 	"sync"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 // Progress is reported after each chunk is written, in virtual order.
@@ -256,14 +255,10 @@ func (e *SourceError) Unwrap() error { return e.Err }
 // readFull reads len(p) bytes at off; a short read is an error because the
 // source's extents promised data there.
 func readFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
+	if err := blockio.ReadFull(r, p, off); err != nil {
+		return &SourceError{fmt.Errorf("reading %d bytes of the source at offset %d: %w", len(p), off, err)}
 	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return &SourceError{fmt.Errorf("reading %d bytes of the source at offset %d: %w", len(p), off, err)}
+	return nil
 }
 
 // writeNonZero writes the runs of buf that are not whole zero blocks.
@@ -284,7 +279,7 @@ func writeNonZero(dst io.WriterAt, buf []byte, off, block int64) (written, skipp
 	// Blocks are aligned to virtual offsets, not to the buffer start.
 	for pos := int64(0); pos < n; {
 		end := min(((off+pos)/block+1)*block-off, n)
-		if isZero(buf[pos:end]) {
+		if blockio.IsZero(buf[pos:end]) {
 			if err := flush(pos); err != nil {
 				return written, skipped, err
 			}
@@ -295,17 +290,4 @@ func writeNonZero(dst io.WriterAt, buf []byte, off, block int64) (written, skipp
 		pos = end
 	}
 	return written, skipped, flush(n)
-}
-
-var zeroPage [64 << 10]byte
-
-func isZero(b []byte) bool {
-	for len(b) > 0 {
-		k := min(len(b), len(zeroPage))
-		if !bytes.Equal(b[:k], zeroPage[:k]) {
-			return false
-		}
-		b = b[k:]
-	}
-	return true
 }

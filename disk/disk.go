@@ -51,24 +51,65 @@ type Writer interface {
 	Close() error
 }
 
-// Info describes an opened image, for `gen-vm-image info` and for the
-// pipeline's messages. Fields a format does not have stay at their zero value.
+// Info describes an image, for `gen-vm-image info` and for the pipeline's
+// messages, in the vocabulary of qemu-img info. Fields a format does not
+// have stay at their zero value.
 type Info struct {
 	Format        string
 	VirtualSize   int64
-	ClusterSize   int64
-	Compat        string // qcow2: "0.10" or "1.1"
-	Compression   string // qcow2: "zlib" or "zstd"
-	RefcountBits  int
-	LazyRefcounts bool
-	ExtendedL2    bool
-	Dirty         bool
-	Corrupt       bool
+	ClusterSize   int64 // the allocation unit, where the format has one
 	BackingFile   string
 	BackingFormat string
-	DataFile      string
 	Encrypted     bool
-	Snapshots     int
+	Dirty         bool // not closed cleanly
+	Snapshots     int  // internal snapshots
+	// Specific is what only this format has: qemu-img info's "Format
+	// specific information". Nil where the format has nothing to add.
+	Specific *Specific
+}
+
+// Specific is the format-specific part of Info. qemu-img info shows it as
+// indented "label: value" lines under "Format specific information:" in
+// text, and as "format-specific": {"type": Type, "data": {key: value, ...}}
+// in JSON. Both renderings come from Fields, which are in qemu-img's order.
+type Specific struct {
+	Type   string // the format's name, as qemu-img spells it
+	Fields []Field
+}
+
+// Field is one entry of Specific.
+type Field struct {
+	Key   string // the JSON key, as qemu-img spells it: "compression-type"
+	Label string // the text label: "compression type"
+	// Value is a string, a bool, an int or an int64, or a []Field for a
+	// nested object.
+	Value any
+}
+
+// Field returns the value of the field with the JSON key key, or nil. It
+// may be called on a nil *Specific.
+func (s *Specific) Field(key string) any {
+	if s == nil {
+		return nil
+	}
+	for _, f := range s.Fields {
+		if f.Key == key {
+			return f.Value
+		}
+	}
+	return nil
+}
+
+// Facts is what a format's Inspect learned from an image's headers.
+type Facts struct {
+	// Info is what the headers declare. Inspect sets it (Info.Format is
+	// then not empty) as soon as the headers are decoded, before it looks
+	// for reasons to refuse the image, so that an image that will not be
+	// read can still be described.
+	Info Info
+	// Notes are findings worth a verbose message (a dirty qcow2, a VMDK's
+	// createType, ...), none of them a reason to refuse.
+	Notes []string
 }
 
 // Describer is implemented by images that can say more about themselves
@@ -107,6 +148,10 @@ var (
 	// ErrUnsafe: the image refers to something outside itself (backing
 	// file, external data file) and the caller did not opt in.
 	ErrUnsafe = errors.New("image refers to another file")
+	// ErrLimit: the image declares a size, table or count beyond what any
+	// sane image needs (see Limits); refused before anything is allocated
+	// for it.
+	ErrLimit = errors.New("beyond a safety limit")
 	// ErrShrink: a resize below the current size without allowShrink.
 	ErrShrink = errors.New("shrinking would discard data")
 )

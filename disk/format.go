@@ -21,19 +21,38 @@ type CreateOptions struct {
 	ClusterSize int64
 }
 
-// Format is one disk image format. Create and Check may be nil when the
-// format cannot be written or has no consistency check.
+// Format is one disk image format. Open, Create and Check may be nil when
+// the format cannot be read, cannot be written or has no consistency check.
+//
+// Readers take an io.ReaderAt and its size, not a file, so that an image
+// inside another file (an OVA member, a registry layer) is read in place;
+// writers need a file to truncate and extend.
 type Format struct {
 	Name string
 	// Sniff reports whether the content is this format. It reads at most a
 	// few sectors at the start and end of r, whose total length is size.
-	Sniff  func(r io.ReaderAt, size int64) bool
-	Open   func(f *os.File, opt OpenOptions) (Image, error)
+	Sniff func(r io.ReaderAt, size int64) bool
+	// Inspect reads the image's headers, with a small, fixed number of
+	// bounded reads, and says what they declare (Facts) and, as an error,
+	// why the image must not be read: it refers to other files (ErrUnsafe),
+	// is encrypted or uses features we do not know (ErrUnsupported),
+	// declares sizes beyond limits (ErrLimit) or is malformed (ErrFormat).
+	// The error starts with the format's name. Facts.Info is set as soon as
+	// the headers are decoded, even when the image is then refused. Nil for
+	// formats recognised by their magic alone: they declare nothing we
+	// read, and cannot refer to other files.
+	Inspect func(r io.ReaderAt, size int64, limits Limits) (Facts, error)
+	// Open opens the image for reading. r must allow concurrent ReadAt
+	// calls if the image is read concurrently; the image does not close it.
+	Open   func(r io.ReaderAt, size int64, opt OpenOptions) (Image, error)
 	Create func(f *os.File, size int64, opt CreateOptions) (Writer, error)
-	Check  func(f *os.File) (CheckReport, error)
-	// Describe reads what the header says without opening the image for
-	// reading, so images that Open refuses can still be described. Optional.
-	Describe func(f *os.File) (Info, error)
+	// BlockSize is the granularity in which an image Create makes with opt
+	// allocates its storage (qcow2: a cluster; raw: a file system block).
+	// The converter detects zeros in aligned blocks of this size: finding
+	// smaller ones inside a block that is allocated anyway would only split
+	// writes. Required with Create.
+	BlockSize func(opt CreateOptions) int64
+	Check     func(r io.ReaderAt, size int64) (CheckReport, error)
 	// Generic formats (raw) match anything; they are tried last and never
 	// count towards polyglot detection.
 	Generic bool
@@ -46,9 +65,18 @@ var registry = struct {
 	formats map[string]Format
 }{formats: map[string]Format{}}
 
-// Register adds a format to the table. Registering a name twice panics: it is
-// a programming error.
+// Register adds a format to the table. Registering a name twice, or a
+// format without a name, a Sniff, or with a Create but no BlockSize panics:
+// it is a programming error.
 func Register(f Format) {
+	switch {
+	case f.Name == "":
+		panic("disk: format registered without a name")
+	case f.Sniff == nil:
+		panic("disk: format registered without a Sniff: " + f.Name)
+	case f.Create != nil && f.BlockSize == nil:
+		panic("disk: writable format registered without a BlockSize: " + f.Name)
+	}
 	registry.Lock()
 	defer registry.Unlock()
 	if _, dup := registry.formats[f.Name]; dup {
@@ -88,6 +116,26 @@ func WritableFormats() []string {
 	return names
 }
 
+// ReadableFormats names the formats that have an Open, sorted.
+func ReadableFormats() []string {
+	var names []string
+	for _, f := range Formats() {
+		if f.Open != nil {
+			names = append(names, f.Name)
+		}
+	}
+	return names
+}
+
+// CheckFile runs the format's Check on a whole file. Check must not be nil.
+func (f Format) CheckFile(file *os.File) (CheckReport, error) {
+	st, err := file.Stat()
+	if err != nil {
+		return CheckReport{}, fmt.Errorf("%s: check: %w", f.Name, err)
+	}
+	return f.Check(file, st.Size())
+}
+
 // Sniff returns the names of every specific (non-generic) format whose magic
 // matches the content. More than one name means a polyglot. None means only
 // a generic format (raw) fits.
@@ -118,12 +166,4 @@ func Detect(r io.ReaderAt, size int64) (string, error) {
 	default:
 		return "", fmt.Errorf("%w: content matches several formats at once (%v); refusing a possible polyglot", ErrUnsafe, names)
 	}
-}
-
-// ReadHead reads up to n bytes from the start of r; a short file gives a
-// short slice, not an error. Sniffers use it.
-func ReadHead(r io.ReaderAt, n int) []byte {
-	buf := make([]byte, n)
-	m, _ := r.ReadAt(buf, 0)
-	return buf[:m]
 }

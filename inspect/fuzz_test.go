@@ -5,22 +5,20 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
+	"github.com/ucphhpc/gen-vm-image-go/internal/testcorpus"
 )
 
-// Fuzz targets for the sniffers and the inspector. Seeds: the corpus files
-// of ../shared/corpus (when present), images qemu-img makes (when it is
-// installed), the hand-made descriptors below, and testdata/fuzz/*, where
-// every crasher found is kept as a regression seed.
+// Fuzz targets for the sniffers and the inspection policy, through every
+// registered format's Inspect. Seeds: the corpus files of ../shared/corpus
+// (when present), images qemu-img makes (when it is installed), and
+// testdata/fuzz/*, where every crasher found is kept as a regression seed.
 
 // maxSeed keeps large corpus files out of the flat-byte targets (they
 // slow every mutation); FuzzInspectSparse carries them compactly instead.
@@ -29,16 +27,10 @@ const maxSeed = 256 << 10
 // fuzzSeeds returns the images used as seeds, keyed by a name.
 func fuzzSeeds(f *testing.F) map[string][]byte {
 	seeds := map[string][]byte{}
-	if dir, ok := corpusDir(); ok {
-		filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
-			if err != nil || d.IsDir() || strings.HasSuffix(path, ".tsv") {
-				return nil
-			}
-			if b, err := os.ReadFile(path); err == nil {
-				seeds["corpus/"+d.Name()] = b
-			}
-			return nil
-		})
+	if dir, ok := testcorpus.Lookup(); ok {
+		for name, b := range testcorpus.Files(dir, func(string) bool { return true }) {
+			seeds["corpus/"+name] = b
+		}
 	}
 	for name, b := range qemuSeeds() {
 		seeds["qemu/"+name] = b
@@ -46,61 +38,28 @@ func fuzzSeeds(f *testing.F) map[string][]byte {
 	return seeds
 }
 
-// corpusDir finds ../shared/corpus (or $GVI_CORPUS) without skipping:
-// fuzz targets run without it, on their other seeds.
-func corpusDir() (string, bool) {
-	dir := os.Getenv("GVI_CORPUS")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "corpus")
-	}
-	_, err := os.Stat(filepath.Join(dir, "MANIFEST.tsv"))
-	return dir, err == nil
-}
-
 // qemuSeeds makes small images of every kind qemu-img writes, safe and
 // hostile, when qemu-img is installed; once for all targets.
 var qemuSeeds = sync.OnceValue(func() map[string][]byte {
-	qemuImg, err := exec.LookPath("qemu-img")
-	if err != nil {
+	seeds := oracle.MakeImages([]oracle.ImageSpec{
+		{Name: "base.qcow2", Args: []string{"-f", "qcow2"}},
+		{Name: "overlay.qcow2", Args: []string{"-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2"}},
+		{Name: "datafile.qcow2", Args: []string{"-f", "qcow2", "-o", "data_file=data.raw"}},
+		{Name: "extl2.qcow2", Args: []string{"-f", "qcow2", "-o", "extended_l2=on,compression_type=zstd"}},
+		{Name: "sparse.vmdk", Args: []string{"-f", "vmdk"}},
+		{Name: "stream.vmdk", Args: []string{"-f", "vmdk", "-o", "subformat=streamOptimized"}},
+		{Name: "flat.vmdk", Args: []string{"-f", "vmdk", "-o", "subformat=monolithicFlat"}},
+		{Name: "child.vmdk", Args: []string{"-f", "vmdk", "-b", "sparse.vmdk", "-F", "vmdk"}},
+		{Name: "dynamic.vhd", Args: []string{"-f", "vpc"}},
+		{Name: "fixed.vhd", Args: []string{"-f", "vpc", "-o", "subformat=fixed"}},
+		{Name: "disk.vhdx", Args: []string{"-f", "vhdx"}},
+		{Name: "disk.vdi", Args: []string{"-f", "vdi"}},
+		{Name: "disk.qed", Args: []string{"-f", "qed", "-b", "base.qcow2", "-F", "qcow2"}},
+		{Name: "disk.qcow", Args: []string{"-f", "qcow"}},
+		{Name: "disk.parallels", Args: []string{"-f", "parallels"}},
+	})
+	if seeds == nil {
 		return nil
-	}
-	dir, err := os.MkdirTemp("", "inspect-seeds")
-	if err != nil {
-		return nil
-	}
-	defer os.RemoveAll(dir)
-	seeds := map[string][]byte{}
-	for _, c := range []struct {
-		name string
-		args []string
-	}{
-		{"base.qcow2", []string{"-f", "qcow2"}},
-		{"overlay.qcow2", []string{"-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2"}},
-		{"datafile.qcow2", []string{"-f", "qcow2", "-o", "data_file=data.raw"}},
-		{"extl2.qcow2", []string{"-f", "qcow2", "-o", "extended_l2=on,compression_type=zstd"}},
-		{"sparse.vmdk", []string{"-f", "vmdk"}},
-		{"stream.vmdk", []string{"-f", "vmdk", "-o", "subformat=streamOptimized"}},
-		{"flat.vmdk", []string{"-f", "vmdk", "-o", "subformat=monolithicFlat"}},
-		{"child.vmdk", []string{"-f", "vmdk", "-b", "sparse.vmdk", "-F", "vmdk"}},
-		{"dynamic.vhd", []string{"-f", "vpc"}},
-		{"fixed.vhd", []string{"-f", "vpc", "-o", "subformat=fixed"}},
-		{"disk.vhdx", []string{"-f", "vhdx"}},
-		{"disk.vdi", []string{"-f", "vdi"}},
-		{"disk.qed", []string{"-f", "qed", "-b", "base.qcow2", "-F", "qcow2"}},
-		{"disk.qcow", []string{"-f", "qcow"}},
-		{"disk.parallels", []string{"-f", "parallels"}},
-	} {
-		args := append(append([]string{"create", "-q"}, c.args...), filepath.Join(dir, c.name))
-		if !slices.Contains(c.args, "-b") {
-			args = append(args, "1M")
-		}
-		cmd := exec.Command(qemuImg, args...)
-		cmd.Dir = dir
-		if cmd.Run() == nil {
-			if b, err := os.ReadFile(filepath.Join(dir, c.name)); err == nil {
-				seeds[c.name] = b
-			}
-		}
 	}
 	// Encrypted images: qemu-img takes seconds to derive LUKS keys, so the
 	// seeds are headers with the encryption fields set instead.
@@ -114,15 +73,6 @@ var qemuSeeds = sync.OnceValue(func() map[string][]byte {
 	seeds["header.luks"] = append([]byte("LUKS\xba\xbe\x00\x02"), make([]byte, 4096)...)
 	return seeds
 })
-
-// descriptorSeeds are hand-made descriptors: safe ones and each kind of
-// hostile one.
-var descriptorSeeds = []string{
-	"# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicSparse\"\n\n# Extent description\nRW 2048 SPARSE \"disk.vmdk\"\n\n# The Disk Data Base\n#DDB\n\nddb.virtualHWVersion = \"4\"\nddb.adapterType = \"ide\"\n",
-	"# Disk DescriptorFile\nversion=1\nCID=fffffffe\nparentCID=ffffffff\ncreateType=\"monolithicFlat\"\nRW 2048 FLAT \"disk-flat.vmdk\" 0\nRW 2048 ZERO\nRW 2048 FLAT \"/etc/passwd\" 0\n",
-	"# Disk DescriptorFile\r\nversion=1\r\nCID=12345678\r\nparentCID=abcdef01\r\ncreateType=\"vmfsSparse\"\r\nparentFileNameHint=\"../base.vmdk\"\r\nRW 2048 VMFSSPARSE \"delta.vmdk\"\r\n",
-	"# Disk DescriptorFile\nversion=3\nencoding=\"UTF-8\"\ncreateType=\"streamOptimized\"\nRDONLY 8388608 SPARSE \"d\u00e9j\u00e0 vu.vmdk\"\nddb.comment = \"x = y\"\n",
-}
 
 func FuzzDetect(f *testing.F) {
 	for _, b := range fuzzSeeds(f) {
@@ -156,9 +106,6 @@ func FuzzInspect(f *testing.F) {
 		if len(b) <= maxSeed {
 			f.Add(b)
 		}
-	}
-	for _, d := range descriptorSeeds {
-		f.Add([]byte(d))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := &countingReader{r: bytes.NewReader(data)}
@@ -211,62 +158,12 @@ func checkInspect(t *testing.T, r *countingReader, size int64) {
 }
 
 func classified(err error) bool {
-	for _, class := range []error{disk.ErrFormat, disk.ErrUnsupported, disk.ErrUnsafe, ErrLimit, ErrMismatch, ErrPolyglot} {
+	for _, class := range []error{disk.ErrFormat, disk.ErrUnsupported, disk.ErrUnsafe, disk.ErrLimit, ErrMismatch, ErrPolyglot} {
 		if errors.Is(err, class) {
 			return true
 		}
 	}
 	return false
-}
-
-func FuzzVMDKDescriptor(f *testing.F) {
-	for _, d := range descriptorSeeds {
-		f.Add([]byte(d))
-	}
-	for name, b := range fuzzSeeds(f) {
-		if strings.HasSuffix(name, ".vmdk") || strings.Contains(name, "invalid-qcow") {
-			if bytes.HasPrefix(b, []byte("KDMV")) && len(b) >= 512 {
-				off := binary.LittleEndian.Uint64(b[28:]) * 512
-				n := binary.LittleEndian.Uint64(b[36:]) * 512
-				if off < uint64(len(b)) && n <= uint64(len(b))-off {
-					area := b[off : off+n]
-					if i := bytes.IndexByte(area, 0); i >= 0 {
-						area = area[:i]
-					}
-					f.Add(append([]byte(nil), area...))
-				}
-			} else if len(b) < 64<<10 {
-				f.Add(b)
-			}
-		}
-	}
-	f.Fuzz(func(t *testing.T, text []byte) {
-		d, err := parseDescriptor(text)
-		if err != nil {
-			if !classified(err) {
-				t.Fatalf("error of no class: %v", err)
-			}
-			return
-		}
-		for _, embedded := range []bool{true, false} {
-			err := checkDescriptor(d, embedded, Policy{})
-			if err != nil {
-				if !classified(err) {
-					t.Fatalf("error of no class: %v", err)
-				}
-				continue
-			}
-			if !embedded {
-				t.Fatalf("a descriptor file was accepted: %+v", d)
-			}
-			if len(d.extents) != 1 || d.extents[0].kind != "SPARSE" || strings.ContainsAny(d.extents[0].file, "/\\") {
-				t.Fatalf("accepted extents %+v", d.extents)
-			}
-			if _, ok := d.keys["parentfilenamehint"]; ok {
-				t.Fatal("accepted a parent")
-			}
-		}
-	})
 }
 
 // countingReader counts the bytes read through it.

@@ -15,6 +15,11 @@
 //     before anything is allocated (ErrLimit);
 //   - broken headers are refused (disk.ErrFormat).
 //
+// This package holds the policy that spans formats: detection from the
+// content, the declared format, polyglots and the limits. What each format's
+// headers say and why they are refused is the format's own knowledge, in
+// disk/<format>, which this package asks through disk.Format.Inspect.
+//
 // The checks follow the lessons of OpenStack's image format inspector
 // (oslo.utils imageutils/format_inspector.py, after CVE-2022-47951,
 // CVE-2024-32498 and CVE-2024-40767) and go further where the formats allow:
@@ -33,48 +38,31 @@ import (
 
 	// Inspect knows every format that registers itself: the ones we read
 	// and the ones we only recognise.
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/probe"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
+	_ "github.com/ucphhpc/gen-vm-image-go/disk/all"
 )
 
 // Errors Inspect returns besides disk's classes (disk.ErrFormat,
-// disk.ErrUnsupported, disk.ErrUnsafe), for errors.Is.
+// disk.ErrUnsupported, disk.ErrUnsafe, disk.ErrLimit), for errors.Is.
 var (
 	// ErrMismatch: the declared format is not the one the content has.
 	ErrMismatch = errors.New("declared format contradicts the content")
 	// ErrPolyglot: the content is a valid header of more than one format.
 	// Such errors also match disk.ErrUnsafe.
 	ErrPolyglot = errors.New("content matches several formats")
-	// ErrLimit: the image declares a size, table or count beyond what any
-	// sane image needs; refused before anything is allocated for it.
-	ErrLimit = errors.New("beyond a safety limit")
+	// ErrLimit is disk.ErrLimit, the class of the refusals of sizes, tables
+	// and counts beyond the policy's limits.
+	ErrLimit = disk.ErrLimit
 )
 
-// Default limits. They are far above what real images use and far below
-// what would cost us memory or time to look at.
+// Default limits, as disk.Limits applies them.
 const (
-	// DefaultMaxVirtualSize is 64 TiB, the largest VHDX and about the
-	// largest VMDK: no cloud or VM image comes near it.
-	DefaultMaxVirtualSize = int64(64) << 40
-	// DefaultMaxSnapshots bounds qcow2 internal snapshots (qemu allows
-	// 65536; we never convert snapshots, and a table of thousands is a
-	// known way to blow up tools that list them).
-	DefaultMaxSnapshots = 1024
-	// maxTableBytes bounds any lookup table (qcow2 L1, VMDK grain directory,
-	// VHD BAT, ...) a reader would have to hold: 32 MiB, qemu's L1 cap.
-	maxTableBytes = 32 << 20
-	// maxDescriptorBytes bounds a VMDK text descriptor, embedded or not
-	// (qemu reads at most 1 MiB of one).
-	maxDescriptorBytes = 1 << 20
+	DefaultMaxVirtualSize = disk.DefaultMaxVirtualSize
+	DefaultMaxSnapshots   = disk.DefaultMaxSnapshots
 )
 
 // Policy is what the caller allows. The zero value is the safe default.
 type Policy struct {
-	// AllowBacking lets a qcow2 overlay name its backing file. No reader in
-	// this version follows backing chains, so an overlay is still refused,
-	// as unsupported instead of unsafe; the switch exists so that a future
-	// reader has an explicit opt-in to honour.
+	// AllowBacking lets an image name its backing file (disk.Limits).
 	AllowBacking bool
 	// MaxVirtualSize caps the virtual size an image may declare; 0 means
 	// DefaultMaxVirtualSize.
@@ -83,26 +71,21 @@ type Policy struct {
 	MaxSnapshots int
 }
 
-func (p Policy) maxVirtualSize() int64 {
-	if p.MaxVirtualSize > 0 {
-		return p.MaxVirtualSize
-	}
-	return DefaultMaxVirtualSize
+// limits are the policy as the formats' Inspect apply it.
+func (p Policy) limits() disk.Limits {
+	return disk.Limits{MaxVirtualSize: p.MaxVirtualSize, MaxSnapshots: p.MaxSnapshots, AllowBacking: p.AllowBacking}
 }
 
-func (p Policy) maxSnapshots() int {
-	if p.MaxSnapshots > 0 {
-		return p.MaxSnapshots
-	}
-	return DefaultMaxSnapshots
-}
-
-// Report is what inspection found in an image it accepts.
+// Report is what inspection found. On a refusal Format and Info say what
+// the image is, as far as it could be decoded.
 type Report struct {
 	Format string
-	// VirtualSize as the headers declare it; 0 when the format's check does
-	// not read it.
+	// VirtualSize as the headers declare it; 0 for formats recognised by
+	// their magic alone.
 	VirtualSize int64
+	// Info is what the headers declare (disk.Facts.Info); its Format is
+	// empty when the format declares nothing we read.
+	Info disk.Info
 	// Notes are findings worth a verbose message (a dirty qcow2, a VMDK's
 	// createType, ...), none of them a reason to refuse.
 	Notes []string
@@ -122,31 +105,44 @@ func Inspect(f *os.File, declared string, p Policy) (Report, error) {
 
 // InspectAt is Inspect for any io.ReaderAt of size bytes.
 func InspectAt(r io.ReaderAt, size int64, declared string, p Policy) (Report, error) {
-	if size < 0 {
-		return Report{}, fmt.Errorf("%w: negative file size %d", disk.ErrFormat, size)
-	}
-	format, err := detect(r, size)
+	format, err := Detect(r, size, declared)
 	if err != nil {
 		return Report{}, err
 	}
+	rep := Report{Format: format}
+	f, _ := disk.Lookup(format)
+	if f.Inspect == nil {
+		// Recognised by its magic alone: nothing in it can refer to
+		// anything (see disk.Format.Inspect).
+		return rep, nil
+	}
+	facts, err := f.Inspect(r, size, p.limits())
+	rep.Info, rep.VirtualSize, rep.Notes = facts.Info, facts.Info.VirtualSize, facts.Notes
+	return rep, err
+}
+
+// Detect names the format of the content and holds it against the
+// declared one ("" when none): the part of the policy that comes before
+// any format reads its headers. A polyglot is ErrPolyglot (and
+// disk.ErrUnsafe); a declared format that is not the content's, or not a
+// format at all, is ErrMismatch.
+func Detect(r io.ReaderAt, size int64, declared string) (string, error) {
+	if size < 0 {
+		return "", fmt.Errorf("%w: negative file size %d", disk.ErrFormat, size)
+	}
+	format, err := detect(r, size)
+	if err != nil {
+		return "", err
+	}
 	if declared != "" && declared != format {
 		if _, known := disk.Lookup(declared); !known {
-			return Report{}, fmt.Errorf("%w: the declared format %q is not a format we know; the content is %s",
-				ErrMismatch, declared, format)
+			return "", fmt.Errorf("%w: the declared format %q is not a format we know (this version reads %s); the content is %s",
+				ErrMismatch, declared, strings.Join(disk.ReadableFormats(), ", "), format)
 		}
-		return Report{}, fmt.Errorf("%w: declared as %s but the content is %s; fix the declared format or leave it out (the format is detected from the content)",
+		return "", fmt.Errorf("%w: declared as %s but the content is %s; fix the declared format or leave it out (the format is detected from the content)",
 			ErrMismatch, declared, format)
 	}
-	rep := Report{Format: format}
-	if check := checks[format]; check != nil {
-		if err := check(&source{r: r, size: size}, p, &rep); err != nil {
-			if strings.HasPrefix(err.Error(), format+": ") {
-				return Report{}, err // qcow2.ParseHeader names its format
-			}
-			return Report{}, fmt.Errorf("%s: %w", format, err)
-		}
-	}
-	return rep, nil
+	return format, nil
 }
 
 // detect names the format from the content; more than one match is a
@@ -161,118 +157,4 @@ func detect(r io.ReaderAt, size int64) (string, error) {
 		return names[0], nil
 	}
 	return disk.Detect(r, size)
-}
-
-// checker does the format-specific checks. It reads through src (bounded),
-// fills rep and returns a refusal or nil. Errors it returns are prefixed
-// with the format name by InspectAt.
-type checker func(src *source, p Policy, rep *Report) error
-
-// checks is the table of format-specific checks. A format without an entry
-// (raw, and those we merely recognise and that cannot refer to anything)
-// has nothing to check beyond its detection.
-var checks = map[string]checker{
-	"qcow2":     checkQCOW2,
-	"vmdk":      checkVMDK,
-	"vpc":       checkVPC,
-	"vhdx":      checkVHDX,
-	"luks":      checkLUKS,
-	"qcow":      checkQCOW1,
-	"qed":       checkQED,
-	"vdi":       checkVDI,
-	"parallels": checkParallels,
-}
-
-// source reads the image with bounds: every read names its purpose, so that
-// a short file gives an error that says what was missing.
-type source struct {
-	r    io.ReaderAt
-	size int64
-}
-
-// read returns exactly n bytes at off, or an ErrFormat error naming what.
-// n is bounded by the callers (never more than a few MiB).
-func (s *source) read(what string, off, n int64) ([]byte, error) {
-	if off < 0 || n < 0 || off > s.size || n > s.size-off {
-		return nil, fmt.Errorf("%w: %s at offset %#x (%d bytes) lies beyond the end of the file (%d bytes)",
-			disk.ErrFormat, what, off, n, s.size)
-	}
-	buf := make([]byte, n)
-	m, err := s.r.ReadAt(buf, off)
-	if m == len(buf) {
-		return buf, nil
-	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return nil, fmt.Errorf("%w: reading %s at offset %#x: %w", disk.ErrFormat, what, off, err)
-}
-
-// refuse builds a refusal of one class.
-func refuse(class error, format string, args ...any) error {
-	return fmt.Errorf("%w: "+format, append([]any{class}, args...)...)
-}
-
-// checkSize refuses a virtual size above the policy's cap.
-func checkSize(what string, virtualSize uint64, p Policy) error {
-	if limit := p.maxVirtualSize(); virtualSize > uint64(limit) {
-		return refuse(ErrLimit, "%s declares a virtual size of %d bytes (%s), more than the limit of %d bytes (%s)",
-			what, virtualSize, human(virtualSize), limit, human(uint64(limit)))
-	}
-	return nil
-}
-
-// checkSectors is checkSize for a size in 512-byte sectors, which may not
-// fit in bytes.
-func checkSectors(what string, sectors uint64, p Policy) error {
-	if limit := p.maxVirtualSize(); sectors > uint64(limit)/512 {
-		return refuse(ErrLimit, "%s declares a virtual size of %d sectors (%s), more than the limit of %d bytes (%s)",
-			what, sectors, human(satMul(sectors, 512)), limit, human(uint64(limit)))
-	}
-	return nil
-}
-
-// checkTable refuses a lookup table of more than maxTableBytes.
-func checkTable(what string, entries, entrySize uint64) error {
-	if entrySize != 0 && entries > maxTableBytes/entrySize {
-		return refuse(ErrLimit, "%s of %d entries (%s) exceeds the limit of %s",
-			what, entries, human(satMul(entries, entrySize)), human(maxTableBytes))
-	}
-	return nil
-}
-
-// satMul multiplies without wrapping around (saturates at the maximum).
-func satMul(a, b uint64) uint64 {
-	if a != 0 && b > ^uint64(0)/a {
-		return ^uint64(0)
-	}
-	return a * b
-}
-
-// human formats a byte count for messages: 64 TiB, 1.5 GiB, 512 bytes.
-func human(n uint64) string {
-	units := []string{"bytes", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"}
-	v := float64(n)
-	i := 0
-	for v >= 1024 && i < len(units)-1 {
-		v /= 1024
-		i++
-	}
-	if i == 0 {
-		return fmt.Sprintf("%d bytes", n)
-	}
-	if v == float64(int64(v)) {
-		return fmt.Sprintf("%d %s", int64(v), units[i])
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
-}
-
-// quote shows a string found in an image in a message: quoted, escaped and
-// cut to a length that cannot flood a terminal.
-func quote(s string) string {
-	const max = 128
-	if len(s) > max {
-		return fmt.Sprintf("%q...", s[:max])
-	}
-	return fmt.Sprintf("%q", s)
 }

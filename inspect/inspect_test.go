@@ -14,6 +14,7 @@ import (
 	"unicode/utf16"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/disk/vpc"
 	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 )
 
@@ -72,13 +73,35 @@ func writeTemp(t *testing.T, dir string, b []byte) string {
 
 // vhdFix recomputes a VHD checksum (footer: at 64; dynamic header: at 36).
 func vhdFix(b []byte, at int) {
-	binary.BigEndian.PutUint32(b[at:], vhdChecksum(b, at))
+	binary.BigEndian.PutUint32(b[at:], vpc.Checksum(b, at))
 }
+
+// vhdDifferencing is the disk type of a differencing VHD (footer, "Disk
+// Type").
+const vhdDifferencing = 4
+
+// VHDX layout values and GUIDs ([MS-VHDX] 2.2 "Header Section", 2.6
+// "Metadata Region"), on disk: the first three fields little-endian.
+const (
+	vhdxHeader1    = 64 << 10
+	vhdxHeader2    = 128 << 10
+	vhdxHeaderSize = 4 << 10
+	vhdxRegion1    = 192 << 10
+	vhdxRegionSize = 64 << 10
+)
+
+var (
+	vhdxRegionMetadata = [16]byte{0x06, 0xa2, 0x7c, 0x8b, 0x90, 0x47, 0x9a, 0x4b, 0xb8, 0xfe, 0x57, 0x5f, 0x05, 0x0f, 0x88, 0x6e} // 8B7CA206-4790-4B9A-B8FE-575F050F886E
+	vhdxFileParameters = [16]byte{0x37, 0x67, 0xa1, 0xca, 0x36, 0xfa, 0x43, 0x4d, 0xb3, 0xb6, 0x33, 0xf0, 0xaa, 0x44, 0xe7, 0x6b} // CAA16737-FA36-4D43-B3B6-33F0AA44E76B
+	vhdxVirtualSize    = [16]byte{0x24, 0x42, 0xa5, 0x2f, 0x1b, 0xcd, 0x76, 0x48, 0xb2, 0x11, 0x5d, 0xbe, 0xd8, 0x3b, 0xf4, 0xb8} // 2FA54224-CD1B-4876-B211-5DBED83BF4B8
+	vhdxParentLocator  = [16]byte{0x2d, 0x5f, 0xd3, 0xa8, 0x0b, 0xb3, 0x4d, 0x45, 0xab, 0xf7, 0xd3, 0xd8, 0x48, 0x34, 0xab, 0x0c} // A8D35F2D-B30B-454D-ABF7-D3D84834AB0C
+	vhdxLocatorType    = [16]byte{0xb7, 0xef, 0x4a, 0xb0, 0x9e, 0xd1, 0x81, 0x4a, 0xb7, 0x89, 0x25, 0xb8, 0xe9, 0x44, 0x59, 0x13} // B04AEFB7-D19E-4A81-B789-25B8E9445913
+)
 
 // vhdxFix recomputes a CRC-32C stored at at over b.
 func vhdxFix(b []byte, at int) {
 	binary.LittleEndian.PutUint32(b[at:], 0)
-	binary.LittleEndian.PutUint32(b[at:], crc32.Checksum(b, castagnoli))
+	binary.LittleEndian.PutUint32(b[at:], crc32.Checksum(b, crc32.MakeTable(crc32.Castagnoli)))
 }
 
 // vmdkDescriptor returns the embedded descriptor area of a sparse VMDK.
@@ -292,6 +315,12 @@ func hostileCases() []hostileCase {
 	}
 }
 
+// VMDK hosted sparse extent values ("Virtual Disk Format 5.0").
+const (
+	vmdkGDAtEnd      = ^uint64(0) // gdOffset: the grain directory follows the grains
+	vmdkMarkerFooter = 3
+)
+
 // vmdkWithFooter turns a stream-optimized image into one whose header
 // says "grain directory at the end" and appends a footer marker, a footer
 // (the original header, its descriptor offset moved by shift sectors) and
@@ -360,8 +389,7 @@ func vhdxWithParent(t *testing.T, b []byte, parent string) []byte {
 		return out
 	}
 	pairs := [][2][]byte{{utf("parent_linkage"), utf("{00000000-0000-0000-0000-000000000000}")}, {utf("relative_path"), utf(parent)}}
-	locatorType := guid("B04AEFB7-D19E-4A81-B789-25B8E9445913")
-	loc := append([]byte(nil), locatorType[:]...)
+	loc := append([]byte(nil), vhdxLocatorType[:]...)
 	loc = le.AppendUint16(loc, 0)
 	loc = le.AppendUint16(loc, uint16(len(pairs)))
 	data := 20 + 12*len(pairs)

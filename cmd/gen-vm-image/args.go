@@ -3,6 +3,9 @@ package main
 import (
 	"fmt"
 	"strings"
+
+	"github.com/ucphhpc/gen-vm-image-go/arch"
+	"github.com/ucphhpc/gen-vm-image-go/disk"
 )
 
 // option is one command-line option, spelled as argparse spells them: any
@@ -154,4 +157,25 @@ func usageItems(opts []option) []string {
 		}
 	}
 	return items
+}
+
+// outputFormatHelp is the help of an output format option: what, the
+// formats the registry can write, and the default.
+func outputFormatHelp(what string) string {
+	return what + ": " + writableFormats(false) + ". (default: " + arch.DefaultFormat + ")"
+}
+
+// writableFormats lists, for help texts, the formats the registry can write:
+// "qcow2 or raw", or "qcow2 (default) or raw" when markDefault is set.
+func writableFormats(markDefault bool) string {
+	names := disk.WritableFormats()
+	for i, n := range names {
+		if markDefault && n == arch.DefaultFormat {
+			names[i] += " (default)"
+		}
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

@@ -13,7 +13,7 @@ var convertOptions = []option{
 	{names: []string{"-f"}, dest: "input_format", metavar: "INPUT_FORMAT",
 		help: "The input's format; it must agree with the content. (default: detected)"},
 	{names: []string{"-O"}, dest: "output_format", metavar: "OUTPUT_FORMAT",
-		help: "The output format: qcow2 or raw. (default: qcow2)"},
+		help: outputFormatHelp("The output format")},
 	noSyncOption,
 	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
 }

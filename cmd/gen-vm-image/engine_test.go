@@ -201,6 +201,63 @@ func TestCheckAndInfoAgreeWithQemu(t *testing.T) {
 	}
 }
 
+// TestInfoFormatSpecificAsQemu: the format-specific part of `info` is
+// qemu-img's to the byte, in text and in JSON, whatever the qcow2 has:
+// version 2 (no feature bits), an external data file, encryption, lazy
+// refcounts, extended L2 entries, zstd. Only the details of a LUKS header
+// are not shown, so LUKS is not among them.
+func TestInfoFormatSpecificAsQemu(t *testing.T) {
+	oracle.QemuImg(t)
+	dir := t.TempDir()
+	secret := []string{"--object", "secret,id=s0,data=x"}
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"v3", nil},
+		{"v2", []string{"-o", "compat=0.10"}},
+		{"data file", []string{"-o", "data_file=data.raw"}},
+		{"raw data file, lazy, extended L2, zstd", []string{"-o", "data_file=x.raw,data_file_raw=on,lazy_refcounts=on,extended_l2=on,compression_type=zstd"}},
+		{"aes", append(secret, "-o", "encrypt.format=aes,encrypt.key-secret=s0")},
+		{"aes with a data file", append(secret, "-o", "encrypt.format=aes,encrypt.key-secret=s0,data_file=d.raw")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			img := filepath.Join(dir, strings.ReplaceAll(tc.name, " ", "_")+".qcow2")
+			oracle.MustRun(t, append(append(append([]string{"create", "-q", "-f", "qcow2"}, tc.args...), img), "1M")...)
+			specific := func(text string) string {
+				_, after, _ := strings.Cut(text, "Format specific information:\n")
+				var lines []string
+				for _, l := range strings.SplitAfter(after, "\n") {
+					if !strings.HasPrefix(l, " ") {
+						break
+					}
+					lines = append(lines, l)
+				}
+				return strings.Join(lines, "")
+			}
+			ours := gvi(t, dir, "info", img)
+			theirs := oracle.MustRun(t, "info", img)
+			if a, b := specific(ours.stdout), specific(theirs); a != b || a == "" {
+				t.Errorf("text: ours\n%s\nqemu-img\n%s", a, b)
+			}
+			fields := func(text string) map[string]json.RawMessage {
+				var m map[string]json.RawMessage
+				if err := json.Unmarshal([]byte(text), &m); err != nil {
+					t.Fatalf("%v\n%s", err, text)
+				}
+				return m
+			}
+			o := fields(gvi(t, dir, "info", "--output", "json", img).stdout)
+			q := fields(oracle.MustRun(t, "info", "--output=json", img))
+			for _, key := range []string{"format-specific", "encrypted"} {
+				if string(o[key]) != string(q[key]) {
+					t.Errorf("JSON %s: ours\n%s\nqemu-img\n%s", key, o[key], q[key])
+				}
+			}
+		})
+	}
+}
+
 // --no-sync changes when the data reaches the disk, nothing else: every
 // command that writes images takes it, and the images are the same.
 func TestNoSync(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
@@ -23,51 +24,51 @@ func inspectUsage(cmd string) string {
 	return fmt.Sprintf("usage: %s %s [-h] [-f FORMAT] [--output {human,json}] filename\n", prog, cmd)
 }
 
-// openForInspection parses a check/info command line and opens the file
-// with its format. On failure it has already printed and returns the exit code.
-func openForInspection(e env, cmd, help string, args []string) (f *os.File, format disk.Format, asJSON bool, code int, ok bool) {
+// inspected is the file a check or info command line names, opened.
+type inspected struct {
+	f        *os.File
+	size     int64
+	declared string // the format -f gives; "" when none
+	asJSON   bool
+}
+
+// openForInspection parses a check/info command line and opens the file.
+// On failure it has already printed and returns the exit code.
+func openForInspection(e env, cmd, help string, args []string) (in inspected, code int, ok bool) {
 	p, err := parseArgs(args, inspectOptions)
 	if err != nil {
-		return nil, disk.Format{}, false, usageFail(e, inspectUsage(cmd), err), false
+		return in, usageFail(e, inspectUsage(cmd), err), false
 	}
 	if p.help {
 		fmt.Fprint(e.stdout, inspectUsage(cmd)+"\n"+help+"\noptions:\n  -h, --help            show this help message and exit\n"+formatOptions(inspectOptions))
-		return nil, disk.Format{}, false, 0, false
+		return in, 0, false
 	}
 	if len(p.positionals) != 1 {
-		return nil, disk.Format{}, false, usageFail(e, inspectUsage(cmd), fmt.Errorf("expected exactly one filename")), false
+		return in, usageFail(e, inspectUsage(cmd), fmt.Errorf("expected exactly one filename")), false
 	}
 	switch p.values["output"] {
 	case "", "human":
 	case "json":
-		asJSON = true
+		in.asJSON = true
 	default:
-		return nil, disk.Format{}, false, usageFail(e, inspectUsage(cmd), fmt.Errorf("argument --output: invalid choice: %q (choose from 'human', 'json')", p.values["output"])), false
+		return in, usageFail(e, inspectUsage(cmd), fmt.Errorf("argument --output: invalid choice: %q (choose from 'human', 'json')", p.values["output"])), false
 	}
 	path := p.positionals[0]
-	f, err = os.Open(path)
+	f, err := os.Open(path)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %v\n", prog, err)
-		return nil, disk.Format{}, false, genvm.CodePathNotFound, false
+		return in, genvm.CodePathNotFound, false
 	}
 	st, err := f.Stat()
 	if err == nil && !st.Mode().IsRegular() {
 		err = fmt.Errorf("not a regular file")
 	}
-	var name string
-	if err == nil {
-		name, err = disk.Detect(f, st.Size())
-	}
-	if err == nil && p.values["format"] != "" && p.values["format"] != name {
-		err = fmt.Errorf("declared format %s but the content is %s", p.values["format"], name)
-	}
 	if err != nil {
 		f.Close()
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, path, err)
-		return nil, disk.Format{}, false, genvm.CodeLoadFailed, false
+		return in, genvm.CodeLoadFailed, false
 	}
-	format, _ = disk.Lookup(name)
-	return f, format, asJSON, 0, true
+	return inspected{f: f, size: st.Size(), declared: p.values["format"], asJSON: in.asJSON}, 0, true
 }
 
 const checkHelp = `Check the consistency of an image, natively (qemu-img check's figures):
@@ -76,16 +77,23 @@ COPIED flags. Exit code: 0 clean, 8 errors or leaks found, 2 unreadable.
 `
 
 func runCheck(ctx context.Context, e env, args []string) int {
-	f, format, asJSON, code, ok := openForInspection(e, "check", checkHelp, args)
+	in, code, ok := openForInspection(e, "check", checkHelp, args)
 	if !ok {
 		return code
 	}
+	f, asJSON := in.f, in.asJSON
 	defer f.Close()
+	name, err := inspect.Detect(f, in.size, in.declared)
+	if err != nil {
+		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
+		return genvm.CodeLoadFailed
+	}
+	format, _ := disk.Lookup(name)
 	if format.Check == nil {
 		fmt.Fprintf(e.stderr, "%s: %s: %s images have no consistency check\n", prog, f.Name(), format.Name)
 		return genvm.CodeCheck
 	}
-	report, err := format.Check(f)
+	report, err := format.Check(f, in.size)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
 		return genvm.CodeLoadFailed
@@ -146,53 +154,101 @@ type qemuInfo struct {
 	BackingFile    string          `json:"backing-filename,omitempty"`
 	BackingFormat  string          `json:"backing-filename-format,omitempty"`
 	FormatSpecific *formatSpecific `json:"format-specific,omitempty"`
+	Encrypted      bool            `json:"encrypted,omitempty"`
 	DirtyFlag      bool            `json:"dirty-flag"`
 }
 
-type formatSpecific struct {
-	Type string      `json:"type"`
-	Data qcow2Detail `json:"data"`
+// formatSpecific renders a format's disk.Specific as qemu-img info
+// --output=json does: {"type": ..., "data": {...}}, the data's keys in the
+// format's order.
+type formatSpecific disk.Specific
+
+func (s *formatSpecific) MarshalJSON() ([]byte, error) {
+	typ, err := json.Marshal(s.Type)
+	if err != nil {
+		return nil, err
+	}
+	data, err := fieldsJSON(s.Fields)
+	if err != nil {
+		return nil, err
+	}
+	return fmt.Appendf(nil, `{"type":%s,"data":%s}`, typ, data), nil
 }
 
-type qcow2Detail struct {
-	Compat          string `json:"compat"`
-	DataFile        string `json:"data-file,omitempty"`
-	CompressionType string `json:"compression-type"`
-	LazyRefcounts   bool   `json:"lazy-refcounts"`
-	RefcountBits    int    `json:"refcount-bits"`
-	Corrupt         bool   `json:"corrupt"`
-	ExtendedL2      bool   `json:"extended-l2"`
-	Encrypted       bool   `json:"encrypted,omitempty"`
+// fieldsJSON encodes fields as a JSON object whose keys keep their order.
+func fieldsJSON(fields []disk.Field) ([]byte, error) {
+	out := []byte{'{'}
+	for i, f := range fields {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		key, err := json.Marshal(f.Key)
+		if err != nil {
+			return nil, err
+		}
+		var value []byte
+		if nested, ok := f.Value.([]disk.Field); ok {
+			value, err = fieldsJSON(nested)
+		} else {
+			value, err = json.Marshal(f.Value)
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(append(append(out, key...), ':'), value...)
+	}
+	return append(out, '}'), nil
+}
+
+// printFields prints fields as qemu-img info does: "label: value", nested
+// objects as their label and their fields indented once more.
+func printFields(w io.Writer, fields []disk.Field, indent string) {
+	for _, f := range fields {
+		if nested, ok := f.Value.([]disk.Field); ok {
+			fmt.Fprintf(w, "%s%s:\n", indent, f.Label)
+			printFields(w, nested, indent+"    ")
+			continue
+		}
+		fmt.Fprintf(w, "%s%s: %v\n", indent, f.Label, f.Value)
+	}
 }
 
 func runInfo(ctx context.Context, e env, args []string) int {
-	f, format, asJSON, code, ok := openForInspection(e, "info", infoHelp, args)
+	in, code, ok := openForInspection(e, "info", infoHelp, args)
 	if !ok {
 		return code
 	}
+	f := in.f
 	defer f.Close()
-	info, err := describe(f, format)
-	if err != nil {
+	// Inspection describes the image as far as its headers can be decoded,
+	// and says whether single and convert would take it as an input
+	// (SECURITY.md): info describes images that are refused.
+	rep, refusal := inspect.InspectAt(f, in.size, in.declared, inspect.Policy{})
+	info := rep.Info
+	if info.Format == "" {
+		err := refusal
+		if err == nil {
+			err = fmt.Errorf("this is a %s image, which this version recognises but cannot read yet", rep.Format)
+		}
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
 		return genvm.CodeLoadFailed
 	}
-	q := qemuInfo{VirtualSize: info.VirtualSize, Filename: f.Name(), ClusterSize: info.ClusterSize, Format: format.Name,
-		BackingFile: info.BackingFile, BackingFormat: info.BackingFormat, DirtyFlag: info.Dirty}
+	q := qemuInfo{VirtualSize: info.VirtualSize, Filename: f.Name(), ClusterSize: info.ClusterSize, Format: info.Format,
+		BackingFile: info.BackingFile, BackingFormat: info.BackingFormat, FormatSpecific: (*formatSpecific)(info.Specific),
+		Encrypted: info.Encrypted, DirtyFlag: info.Dirty}
 	if st, err := f.Stat(); err == nil {
 		q.ActualSize = allocatedBytes(st)
 	}
-	if format.Name == "qcow2" {
-		q.FormatSpecific = &formatSpecific{Type: "qcow2", Data: qcow2Detail{
-			Compat: info.Compat, DataFile: info.DataFile, CompressionType: info.Compression, LazyRefcounts: info.LazyRefcounts,
-			RefcountBits: info.RefcountBits, Corrupt: info.Corrupt, ExtendedL2: info.ExtendedL2, Encrypted: info.Encrypted}}
-	}
-	if asJSON {
+	if in.asJSON {
 		b, _ := json.MarshalIndent(q, "", "    ")
 		fmt.Fprintf(e.stdout, "%s\n", b)
 		return 0
 	}
 	fmt.Fprintf(e.stdout, "image: %s\nfile format: %s\nvirtual size: %s (%d bytes)\ndisk size: %s\n",
 		q.Filename, q.Format, size.Format(q.VirtualSize), q.VirtualSize, size.Format(q.ActualSize))
+	if q.Encrypted {
+		fmt.Fprintln(e.stdout, "encrypted: yes")
+	}
 	if q.ClusterSize > 0 {
 		fmt.Fprintf(e.stdout, "cluster_size: %d\n", q.ClusterSize)
 	}
@@ -205,45 +261,20 @@ func runInfo(ctx context.Context, e env, args []string) int {
 	if info.Snapshots > 0 {
 		fmt.Fprintf(e.stdout, "snapshots: %d\n", info.Snapshots)
 	}
-	if fs := q.FormatSpecific; fs != nil {
-		d := fs.Data
-		fmt.Fprintf(e.stdout, "Format specific information:\n    compat: %s\n    compression type: %s\n    lazy refcounts: %t\n    refcount bits: %d\n    corrupt: %t\n    extended l2: %t\n",
-			d.Compat, d.CompressionType, d.LazyRefcounts, d.RefcountBits, d.Corrupt, d.ExtendedL2)
-		if d.DataFile != "" {
-			fmt.Fprintf(e.stdout, "    data file: %s\n", d.DataFile)
-		}
-		if d.Encrypted {
-			fmt.Fprintf(e.stdout, "    encrypted: yes\n")
-		}
+	if sp := info.Specific; sp != nil {
+		fmt.Fprintln(e.stdout, "Format specific information:")
+		printFields(e.stdout, sp.Fields, "    ")
 	}
 	if q.DirtyFlag {
 		fmt.Fprintln(e.stdout, "dirty flag: yes")
 	}
-	// Whether single/convert would take it as an input (SECURITY.md).
-	if _, err := inspect.Inspect(f, "", inspect.Policy{}); err != nil {
-		fmt.Fprintf(e.stdout, "as an input: refused: %v\n", err)
-	} else {
+	switch format, _ := disk.Lookup(rep.Format); {
+	case refusal != nil:
+		fmt.Fprintf(e.stdout, "as an input: refused: %v\n", refusal)
+	case format.Open == nil:
+		fmt.Fprintf(e.stdout, "as an input: accepted by inspection, but this version cannot read %s images yet\n", rep.Format)
+	default:
 		fmt.Fprintln(e.stdout, "as an input: accepted by inspection")
 	}
 	return 0
-}
-
-// describe prefers the format's header-only Describe, which works on images
-// we refuse to open (backing files, encryption), and falls back to Open.
-func describe(f *os.File, format disk.Format) (disk.Info, error) {
-	if format.Describe != nil {
-		return format.Describe(f)
-	}
-	if format.Open == nil {
-		return disk.Info{}, fmt.Errorf("this is a %s image, which this version recognises but cannot read yet", format.Name)
-	}
-	img, err := format.Open(f, disk.OpenOptions{})
-	if err != nil {
-		return disk.Info{}, err
-	}
-	defer img.Close()
-	if d, ok := img.(disk.Describer); ok {
-		return d.Info(), nil
-	}
-	return disk.Info{Format: format.Name, VirtualSize: img.Size()}, nil
 }

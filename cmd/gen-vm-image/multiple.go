@@ -47,7 +47,7 @@ The architecture file:
       name: <string>              # required
       size: <string>              # required: 20G, 512M, ...
       version: <string|number>    # optional: NAME-VERSION.FORMAT
-      format: <string>            # optional: qcow2 (default) or raw
+      format: <string>            # optional: ` + writableFormats(true) + `
       input:                      # optional: the image to base this one on
         path: <string>            # a local file, or
         url: <url> | [<url>, ...] # a download (a list: mirrors, tried in order)

@@ -36,7 +36,7 @@ var singleOptions = []option{
 	{names: []string{"-od", "--output-directory"}, dest: "output_directory", metavar: "SINGLE_OUTPUT_DIRECTORY",
 		help: "The path to the output directory where the image will be saved.\n(default: generated-images)"},
 	{names: []string{"-of", "--output-format"}, dest: "output_format", metavar: "SINGLE_OUTPUT_FORMAT",
-		help: "The format of the output image: qcow2 or raw. (default: qcow2)"},
+		help: outputFormatHelp("The format of the output image")},
 	{names: []string{"-V", "--version"}, dest: "version", metavar: "SINGLE_VERSION",
 		help: "The version of the image that is generated; the file is NAME-VERSION.FORMAT."},
 	{names: []string{"--overwrite"}, dest: "overwrite",

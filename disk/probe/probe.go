@@ -1,16 +1,22 @@
-// Package probe registers the disk formats we can recognise but not yet read,
-// so that such an input is refused with its real name instead of being
-// mistaken for raw (a VMDK copied as raw bytes is not a disk), and so that
-// a file matching several formats is caught as a polyglot. A format package
-// that learns to read one of these takes its entry out of this list.
+// Package probe registers the disk formats we recognise by their magic
+// alone: their headers hold nothing that could refer to another file or
+// that we would read before we can read the format. Recognising them
+// refuses such an input under its real name instead of taking it for raw
+// (a DMG copied as raw bytes is not a disk), and catches a file that also
+// matches another format as a polyglot.
+//
+// A format whose headers need inspecting (references to other files,
+// encryption, geometry to bound) gets a package of its own, as vmdk, vpc,
+// vhdx, vdi, qed, parallels, luks and qcow have; so does one that learns to
+// be read.
 package probe
 
 import (
 	"bytes"
-	"encoding/binary"
 	"io"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 func init() {
@@ -24,62 +30,15 @@ type format struct {
 	sniff func(r io.ReaderAt, size int64) bool
 }
 
-// formats, with the magic qemu's probes (block/*.c) and the specifications use.
+// formats, with the magic qemu's probes (block/*.c) use.
 var formats = []format{
-	{"vmdk", sniffVMDK},
-	{"vpc", sniffVPC},
-	{"vhdx", prefix(0, []byte("vhdxfile"))},
-	{"vdi", func(r io.ReaderAt, _ int64) bool {
-		b := at(r, 0x40, 4)
-		return len(b) == 4 && binary.LittleEndian.Uint32(b) == 0xbeda107f
-	}},
-	{"qed", prefix(0, []byte("QED\x00"))},
-	{"parallels", func(r io.ReaderAt, _ int64) bool {
-		b := at(r, 0, 16)
-		return bytes.Equal(b, []byte("WithoutFreeSpace")) || bytes.Equal(b, []byte("WithouFreSpacExt"))
-	}},
-	{"luks", prefix(0, []byte("LUKS\xba\xbe"))},
-	{"qcow", func(r io.ReaderAt, _ int64) bool { // qcow version 1
-		b := at(r, 0, 8)
-		return len(b) == 8 && binary.BigEndian.Uint32(b) == 0x514649fb && binary.BigEndian.Uint32(b[4:]) == 1
-	}},
-	{"bochs", prefix(0, []byte("Bochs Virtual HD Image"))},
-	{"cloop", prefix(0, []byte("#!/bin/sh\n#V2.0 Format\n"))},
-	{"dmg", func(r io.ReaderAt, size int64) bool {
-		return size >= 512 && bytes.Equal(at(r, size-512, 4), []byte("koly"))
+	{"bochs", prefix([]byte("Bochs Virtual HD Image"))},
+	{"cloop", prefix([]byte("#!/bin/sh\n#V2.0 Format\n"))},
+	{"dmg", func(r io.ReaderAt, size int64) bool { // the "koly" trailer
+		return size >= 512 && bytes.Equal(blockio.Peek(r, size-512, 4), []byte("koly"))
 	}},
 }
 
-func at(r io.ReaderAt, off int64, n int) []byte {
-	b := make([]byte, n)
-	m, _ := r.ReadAt(b, off)
-	return b[:m]
-}
-
-func prefix(off int64, magic []byte) func(io.ReaderAt, int64) bool {
-	return func(r io.ReaderAt, _ int64) bool { return bytes.Equal(at(r, off, len(magic)), magic) }
-}
-
-// sniffVMDK: a sparse extent ("KDMV"), an ESX COW disk ("COWD"), or a text
-// descriptor (which names other files: the hostile case).
-func sniffVMDK(r io.ReaderAt, _ int64) bool {
-	head := at(r, 0, 512)
-	if bytes.HasPrefix(head, []byte("KDMV")) || bytes.HasPrefix(head, []byte("COWD")) {
-		return true
-	}
-	return bytes.Contains(head, []byte("# Disk DescriptorFile"))
-}
-
-// sniffVPC: a dynamic VHD starts with the footer copy "conectix"; a fixed
-// one has it only in the last 512 bytes (511 in old Virtual PC images).
-func sniffVPC(r io.ReaderAt, size int64) bool {
-	if bytes.Equal(at(r, 0, 8), []byte("conectix")) {
-		return true
-	}
-	for _, back := range []int64{512, 511} {
-		if size >= back && bytes.Equal(at(r, size-back, 8), []byte("conectix")) {
-			return true
-		}
-	}
-	return false
+func prefix(magic []byte) func(io.ReaderAt, int64) bool {
+	return func(r io.ReaderAt, _ int64) bool { return bytes.Equal(blockio.Peek(r, 0, len(magic)), magic) }
 }

@@ -5,9 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 // Check is a native `qemu-img check` for any qcow2 image (versions 2 and 3,
@@ -21,15 +21,10 @@ import (
 //
 // A header that cannot be parsed is an error; so is an I/O error. Anything
 // wrong beyond the header is a finding in the report.
-func Check(f *os.File) (disk.CheckReport, error) {
-	st, err := f.Stat()
+func Check(r io.ReaderAt, fileSize int64) (disk.CheckReport, error) {
+	head, err := readHeaderCluster(r, fileSize)
 	if err != nil {
-		return disk.CheckReport{}, fmt.Errorf("qcow2: check: %w", err)
-	}
-	fileSize := st.Size()
-	head := make([]byte, min(fileSize, int64(1)<<MaxClusterBits))
-	if _, err := f.ReadAt(head, 0); err != nil && !errors.Is(err, io.EOF) {
-		return disk.CheckReport{}, fmt.Errorf("qcow2: check: reading the header: %w", err)
+		return disk.CheckReport{}, err
 	}
 	// Tables that start past the end of file are findings, not a reason to
 	// refuse: qemu reads zeros there and reports the references as
@@ -41,7 +36,7 @@ func Check(f *os.File) (disk.CheckReport, error) {
 	if unknown := h.IncompatibleFeatures &^ IncompatKnown; unknown != 0 {
 		return disk.CheckReport{}, unsupportedErr("unknown incompatible feature bits %#x", unknown)
 	}
-	c, err := newChkState(f, fileSize, h, head)
+	c, err := newChkState(r, fileSize, h)
 	if err != nil {
 		return disk.CheckReport{}, err
 	}
@@ -67,7 +62,6 @@ const chkMaxProblems = 100
 const (
 	chkMaxSnapshotExtraData = 1024
 	chkMaxSnapshotsSize     = 64 << 20
-	chkSnapshotHeaderSize   = 40
 	chkL1ReservedMask       = L1ReservedMask
 	chkReftableReserved     = uint64(0x1ff)
 	chkL2BitmapAllAlloc     = uint64(0xffffffff)
@@ -75,10 +69,9 @@ const (
 
 // chkState is one run of the checker.
 type chkState struct {
-	f           *os.File
+	r           io.ReaderAt
 	fileSize    int64
 	h           *Header
-	head        []byte // the first cluster (or the whole file if shorter)
 	clusterBits uint32
 	clusterSize int64
 	dataFile    bool
@@ -138,17 +131,16 @@ type chkSnapshot struct {
 	l1Size   uint32
 }
 
-func newChkState(f *os.File, fileSize int64, h *Header, head []byte) (*chkState, error) {
+func newChkState(r io.ReaderAt, fileSize int64, h *Header) (*chkState, error) {
 	cs := h.ClusterSize()
 	nb := (fileSize + cs - 1) / cs
 	if nb > chkMaxClusters {
 		return nil, unsupportedErr("the file has %d clusters, more than the %d this check can hold in memory", nb, chkMaxClusters)
 	}
 	c := &chkState{
-		f:           f,
+		r:           r,
 		fileSize:    fileSize,
 		h:           h,
-		head:        head,
 		clusterBits: h.ClusterBits,
 		clusterSize: cs,
 		dataFile:    h.IncompatibleFeatures&IncompatDataFile != 0,
@@ -195,13 +187,12 @@ func (c *chkState) report() disk.CheckReport {
 // readAt fills buf from the file at off; what lies beyond the end of file
 // reads as zeros, as qemu's block layer does. Only real I/O errors fail.
 func (c *chkState) readAt(buf []byte, off uint64) error {
-	clear(buf)
 	if off >= uint64(c.fileSize) {
+		clear(buf)
 		return nil
 	}
-	n := min(int64(len(buf)), c.fileSize-int64(off))
-	if _, err := c.f.ReadAt(buf[:n], int64(off)); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("qcow2: check: reading %d bytes at %#x: %w", n, off, err)
+	if err := blockio.ReadPadded(c.r, c.fileSize, buf, int64(off)); err != nil {
+		return fmt.Errorf("qcow2: check: reading %d bytes at %#x: %w", len(buf), off, err)
 	}
 	return nil
 }

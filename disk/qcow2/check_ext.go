@@ -21,34 +21,10 @@ const (
 	chkBitmapEntryAllOnes     = uint64(1)
 )
 
-// extension returns the payload of the first header extension of type typ
-// in the header cluster, or nil.
-func (c *chkState) extension(typ uint32) []byte {
-	h := c.h
-	be := binary.BigEndian
-	off := int64(h.HeaderLength)
-	limit := min(int64(len(c.head)), c.clusterSize)
-	if h.BackingFileOffset != 0 && int64(h.BackingFileOffset) < limit {
-		limit = int64(h.BackingFileOffset)
-	}
-	for off+8 <= limit {
-		t := be.Uint32(c.head[off:])
-		n := int64(be.Uint32(c.head[off+4:]))
-		if t == 0 || n > limit-off-8 {
-			return nil
-		}
-		if t == typ {
-			return c.head[off+8 : off+8+n]
-		}
-		off += 8 + (n+7)&^7
-	}
-	return nil
-}
-
 // countExtensions counts the clusters that header extensions point at: the
 // LUKS header and the bitmaps.
 func (c *chkState) countExtensions() error {
-	if p := c.extension(extFullDiskEncryption); len(p) >= 16 {
+	if p := c.h.Extension(extFullDiskEncryption); len(p) >= 16 {
 		off, n := binary.BigEndian.Uint64(p), binary.BigEndian.Uint64(p[8:])
 		c.inc(off, n, "encryption header")
 	}
@@ -64,7 +40,7 @@ func (c *chkState) countBitmaps() error {
 	if c.h.AutoclearFeatures&AutoclearBitmaps == 0 {
 		return nil
 	}
-	p := c.extension(extBitmaps)
+	p := c.h.Extension(extBitmaps)
 	if p == nil {
 		return nil
 	}

@@ -96,10 +96,7 @@ func (c *chkState) checkL2(offset uint64, active bool) error {
 	}
 	cs := uint64(c.clusterSize)
 	es := c.h.L2EntrySize()
-	// qcow2.txt "Compressed Clusters Descriptor".
-	csizeShift := 62 - (c.clusterBits - 8)
-	csizeMask := uint64(1)<<(c.clusterBits-8) - 1
-	offsetMask := uint64(1)<<csizeShift - 1
+	compressed := newCompressedDescriptor(c.clusterBits)
 	var nextContiguous uint64
 	for i := int64(0); i < entries; i++ {
 		entry := binary.BigEndian.Uint64(c.l2buf[i*es:])
@@ -125,9 +122,8 @@ func (c *chkState) checkL2(offset uint64, active bool) error {
 				c.corruption("compressed cluster at L2 %#x entry %d has a subcluster bitmap", offset, i)
 				continue
 			}
-			coffset := entry & offsetMask
-			sectors := (entry>>csizeShift)&csizeMask + 1
-			c.inc(coffset, sectors*compressedSectorSize-coffset%compressedSectorSize, "compressed cluster")
+			host, n := compressed.decode(entry)
+			c.inc(host, n, "compressed cluster")
 			if active {
 				c.rep.AllocatedClusters++
 				c.rep.CompressedClusters++
@@ -183,37 +179,25 @@ func (c *chkState) readSnapshotTable() (bool, error) {
 	if h.NbSnapshots == 0 {
 		return true, nil
 	}
-	start := h.SnapshotsOffset
-	off := start
-	var hdr [chkSnapshotHeaderSize]byte
-	var window chkWindow
 	c.snapshots = make([]chkSnapshot, 0, min(h.NbSnapshots, 1024))
 	extraSizes := make([]uint32, 0, min(h.NbSnapshots, 1024))
-	for i := uint32(0); i < h.NbSnapshots; i++ {
-		off = (off + 7) &^ 7
-		if err := window.read(c, hdr[:], off); err != nil {
+	for e, err := range snapshotEntries(c.r, c.fileSize, h) {
+		if err != nil {
 			return false, err
 		}
-		sn := chkSnapshot{
-			l1Offset: binary.BigEndian.Uint64(hdr[0:]),
-			l1Size:   binary.BigEndian.Uint32(hdr[8:]),
-		}
-		idSize := uint64(binary.BigEndian.Uint16(hdr[12:]))
-		nameSize := uint64(binary.BigEndian.Uint16(hdr[14:]))
-		extra := binary.BigEndian.Uint32(hdr[36:])
-		if extra > chkMaxSnapshotExtraData {
-			c.checkError("snapshot table entry %d has too much extra data (%d bytes, at most %d)", i, extra, chkMaxSnapshotExtraData)
+		if e.extraSize > chkMaxSnapshotExtraData {
+			c.checkError("snapshot table entry %d has too much extra data (%d bytes, at most %d)", e.index, e.extraSize, chkMaxSnapshotExtraData)
 			return false, nil
 		}
-		off += chkSnapshotHeaderSize + uint64(extra) + idSize + nameSize
-		if off-start > chkMaxSnapshotsSize {
+		end := e.offset + e.length
+		if end-h.SnapshotsOffset > chkMaxSnapshotsSize {
 			c.checkError("snapshot table is too big (more than %d bytes)", chkMaxSnapshotsSize)
 			return false, nil
 		}
-		c.snapshots = append(c.snapshots, sn)
-		extraSizes = append(extraSizes, extra)
+		c.snapshots = append(c.snapshots, chkSnapshot{l1Offset: e.l1Offset, l1Size: e.l1Size})
+		extraSizes = append(extraSizes, e.extraSize)
+		c.snapSize = int64(end - h.SnapshotsOffset)
 	}
-	c.snapSize = int64(off - start)
 	if h.Version >= 3 {
 		for i, extra := range extraSizes {
 			if extra < 16 {
@@ -222,24 +206,4 @@ func (c *chkState) readSnapshotTable() (bool, error) {
 		}
 	}
 	return true, nil
-}
-
-// chkWindow buffers sequential small reads (snapshot headers).
-type chkWindow struct {
-	off uint64
-	buf []byte
-}
-
-func (w *chkWindow) read(c *chkState, p []byte, off uint64) error {
-	if w.buf == nil || off < w.off || off+uint64(len(p)) > w.off+uint64(len(w.buf)) {
-		if w.buf == nil {
-			w.buf = make([]byte, 64<<10)
-		}
-		w.off = off
-		if err := c.readAt(w.buf, off); err != nil {
-			return err
-		}
-	}
-	copy(p, w.buf[off-w.off:])
-	return nil
 }

@@ -25,7 +25,7 @@ func chkRun(t testing.TB, path string) (disk.CheckReport, error) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	return Check(f)
+	return Check(f, fileSize(t, f))
 }
 
 // chkQemu runs qemu-img check --output=json; with nullBacking the backing
@@ -410,7 +410,7 @@ func TestCheckProblemsCapped(t *testing.T) {
 	if _, err := f.WriteAt(make([]byte, 4096), 2*4096); err != nil {
 		t.Fatal(err)
 	}
-	r, err := Check(f)
+	r, err := Check(f, fileSize(t, f))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -29,10 +29,12 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bytes.NewReader(data)
 		size := int64(len(data))
-		if _, err := ReadInfoAt(r, size); err != nil {
-			rdFuzzClassified(t, "ReadInfoAt", err)
+		if facts, err := Inspect(r, size, disk.Limits{}); err != nil {
+			rdFuzzClassified(t, "Inspect", err)
+		} else if facts.Info.Format != "qcow2" {
+			t.Fatalf("Inspect accepted an image it did not describe: %+v", facts)
 		}
-		im, err := OpenReaderAt(r, size, disk.OpenOptions{})
+		im, err := Open(r, size, disk.OpenOptions{})
 		if err != nil {
 			rdFuzzClassified(t, "Open", err)
 			return
@@ -45,7 +47,7 @@ func FuzzOpen(f *testing.F) {
 
 func rdFuzzClassified(t *testing.T, what string, err error) {
 	t.Helper()
-	if !errors.Is(err, disk.ErrFormat) && !errors.Is(err, disk.ErrUnsupported) && !errors.Is(err, disk.ErrUnsafe) {
+	if !errors.Is(err, disk.ErrFormat) && !errors.Is(err, disk.ErrUnsupported) && !errors.Is(err, disk.ErrUnsafe) && !errors.Is(err, disk.ErrLimit) {
 		t.Fatalf("%s: error of no class: %v", what, err)
 	}
 }

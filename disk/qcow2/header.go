@@ -3,6 +3,7 @@
 package qcow2
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 
@@ -72,6 +73,36 @@ const (
 	compressedSectorSize = 512
 )
 
+// compressedDescriptor decodes the L2 entries of compressed clusters for
+// one cluster size (qcow2.txt "Compressed Clusters Descriptor"): with
+// x = 62 - (cluster_bits - 8), bits 0..x-1 are the host offset of the
+// compressed data and bits x..61 the number of 512-byte sectors it spans
+// beyond the first.
+type compressedDescriptor struct {
+	sizeShift  uint
+	sizeMask   uint64
+	offsetMask uint64
+}
+
+func newCompressedDescriptor(clusterBits uint32) compressedDescriptor {
+	shift := uint(62 - (clusterBits - 8))
+	return compressedDescriptor{
+		sizeShift:  shift,
+		sizeMask:   uint64(1)<<(clusterBits-8) - 1,
+		offsetMask: uint64(1)<<shift - 1,
+	}
+}
+
+// decode returns the host offset of a compressed cluster's data and its
+// length in bytes: up to the end of its last sector. The length may reach
+// past the end of the file; the data in it may be shorter (trailing bytes
+// are legal).
+func (d compressedDescriptor) decode(entry uint64) (host, length uint64) {
+	host = entry & d.offsetMask
+	sectors := (entry>>d.sizeShift)&d.sizeMask + 1
+	return host, sectors*compressedSectorSize - host%compressedSectorSize
+}
+
 // Header is the decoded qcow2 header plus the extensions we understand.
 type Header struct {
 	Version               uint32
@@ -100,6 +131,25 @@ type Header struct {
 	DataFile        string
 	HasFDEExtension bool
 	HasBitmaps      bool
+	// Extensions are every header extension, in the order of the file.
+	Extensions []Extension
+}
+
+// Extension is one header extension (qcow2.txt "Header extensions").
+type Extension struct {
+	Type uint32
+	Data []byte // without the padding to 8 bytes
+}
+
+// Extension returns the data of the first header extension of type typ,
+// or nil when there is none.
+func (h *Header) Extension(typ uint32) []byte {
+	for _, e := range h.Extensions {
+		if e.Type == typ {
+			return e.Data
+		}
+	}
+	return nil
 }
 
 // ClusterSize returns 1 << ClusterBits.
@@ -143,11 +193,15 @@ func unsupportedErr(format string, args ...any) error {
 	return fmt.Errorf("qcow2: %w: "+format, append([]any{disk.ErrUnsupported}, args...)...)
 }
 
+func unsafeErr(format string, args ...any) error {
+	return fmt.Errorf("qcow2: %w: "+format, append([]any{disk.ErrUnsafe}, args...)...)
+}
+
 // ParseHeader decodes and validates the header found in the first cluster
 // of an image (buf should hold at least the first cluster, or the whole file
 // if it is shorter; more is ignored). fileSize bounds every offset. It checks
-// geometry and offsets; it does not refuse features: callers decide what
-// they accept (see Header.Refusal).
+// geometry and offsets; it does not refuse features: Open and Inspect do
+// (see Header.refusal).
 func ParseHeader(buf []byte, fileSize int64) (*Header, error) {
 	if len(buf) < headerV2Length {
 		return nil, formatErr("file is %d bytes, shorter than a qcow2 header", len(buf))
@@ -278,7 +332,10 @@ func checkTable(what string, off uint64, n, clusterSize, fileSize int64) error {
 }
 
 // parseExtensions walks the header extensions of a version 3 image
-// (qcow2.txt "Header extensions"); version 2 images may have them too.
+// (qcow2.txt "Header extensions"); version 2 images may have them too. They
+// end at a zero type, at the backing file name or at the end of the first
+// cluster, whichever comes first. Their data is copied: the header outlives
+// the buffer of the header cluster.
 func (h *Header) parseExtensions(buf []byte, clusterSize int64) error {
 	be := binary.BigEndian
 	off := int64(h.HeaderLength)
@@ -296,7 +353,8 @@ func (h *Header) parseExtensions(buf []byte, clusterSize int64) error {
 		if length > limit-data {
 			return formatErr("header extension %#x at %#x: length %d overruns the header cluster", typ, off, length)
 		}
-		payload := buf[data : data+length]
+		payload := bytes.Clone(buf[data : data+length])
+		h.Extensions = append(h.Extensions, Extension{Type: typ, Data: payload})
 		switch typ {
 		case extBackingFormat:
 			h.BackingFormat = string(payload)

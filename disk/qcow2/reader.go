@@ -2,45 +2,33 @@ package qcow2
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"math/bits"
-	"os"
-	"strings"
 	"sync"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
-// Open opens a qcow2 image for reading. The image is read in place through
-// f, which the caller keeps open and closes after the image.
+// Open opens the qcow2 image held in the size bytes of r for reading. r
+// must allow concurrent ReadAt calls if the image is read concurrently; the
+// caller keeps it open and closes it after the image.
 //
 // Open refuses, before reading any table, what it cannot read safely:
 // encrypted images and unknown incompatible features (disk.ErrUnsupported),
 // images with an external data file or a backing file (disk.ErrUnsafe).
 // Dirty and corrupt images are read as they are; internal snapshots are
 // ignored (the active L1 table is read).
-func Open(f *os.File, opt disk.OpenOptions) (disk.Image, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("qcow2: %w", err)
-	}
-	return OpenReaderAt(f, fi.Size(), opt)
-}
-
-// OpenReaderAt is Open for any io.ReaderAt of size bytes (a file, a memory
-// buffer, a section of an archive). r must allow concurrent ReadAt calls if
-// the image is read concurrently.
-func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, error) {
+func Open(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, error) {
 	h, err := readHeader(r, size)
 	if err != nil {
 		return nil, err
 	}
-	if err := rdRefusal(h, opt); err != nil {
+	if err := h.refusal(opt.AllowBacking); err != nil {
 		return nil, err
 	}
-	if err := rdCheckSnapshotTable(r, size, h); err != nil {
+	if err := checkSnapshotTable(r, size, h); err != nil {
 		return nil, err
 	}
 	im := &rdImage{
@@ -53,6 +41,7 @@ func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, 
 		l2Entries:   h.L2Entries(),
 		extendedL2:  h.ExtendedL2(),
 		zstd:        h.CompressionType == CompressionZstd,
+		compressed:  newCompressedDescriptor(h.ClusterBits),
 	}
 	im.l2Bits = uint(bits.TrailingZeros64(uint64(im.l2Entries)))
 	if im.extendedL2 {
@@ -60,13 +49,10 @@ func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, 
 	} else {
 		im.subclusterBits = im.clusterBits
 	}
-	im.csizeShift = 62 - (im.clusterBits - 8)
-	im.csizeMask = uint64(1)<<(im.clusterBits-8) - 1
-	im.coffMask = uint64(1)<<im.csizeShift - 1
 	if err := im.loadL1(); err != nil {
 		return nil, err
 	}
-	im.l2 = newRdL2Cache(rdL2CacheBytes / im.clusterSize)
+	im.l2 = blockio.NewTableCache(rdL2CacheBytes / im.clusterSize)
 	// One host read buffer: a compressed cluster takes at most two clusters
 	// of host bytes; several of them are fetched with one pread.
 	im.hostBufSize = max(2*im.clusterSize, rdCompressedSpan)
@@ -75,57 +61,73 @@ func OpenReaderAt(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, 
 	return im, nil
 }
 
-// ReadInfo describes the qcow2 image in f from its header alone, without
-// refusing anything: `gen-vm-image info` uses it for images that Open
-// refuses (encrypted, backing file, external data file).
-func ReadInfo(f *os.File) (disk.Info, error) {
-	fi, err := f.Stat()
-	if err != nil {
-		return disk.Info{}, fmt.Errorf("qcow2: %w", err)
-	}
-	return ReadInfoAt(f, fi.Size())
-}
-
-// ReadInfoAt is ReadInfo for any io.ReaderAt of size bytes.
-func ReadInfoAt(r io.ReaderAt, size int64) (disk.Info, error) {
-	h, err := readHeader(r, size)
-	if err != nil {
-		return disk.Info{}, err
-	}
-	return headerInfo(h), nil
-}
-
 // headerInfo is what the header says, in the vocabulary of qemu-img info.
 func headerInfo(h *Header) disk.Info {
 	return disk.Info{
 		Format:        "qcow2",
 		VirtualSize:   int64(h.Size),
 		ClusterSize:   h.ClusterSize(),
-		Compat:        h.Compat(),
-		Compression:   h.CompressionName(),
-		RefcountBits:  1 << h.RefcountOrder,
-		LazyRefcounts: h.CompatibleFeatures&CompatLazyRefcounts != 0,
-		ExtendedL2:    h.ExtendedL2(),
-		Dirty:         h.IncompatibleFeatures&IncompatDirty != 0,
-		Corrupt:       h.IncompatibleFeatures&IncompatCorrupt != 0,
 		BackingFile:   h.BackingFile,
 		BackingFormat: h.BackingFormat,
-		DataFile:      h.DataFile,
 		Encrypted:     h.CryptMethod != CryptNone,
+		Dirty:         h.IncompatibleFeatures&IncompatDirty != 0,
 		Snapshots:     int(h.NbSnapshots),
+		Specific:      &disk.Specific{Type: "qcow2", Fields: specificFields(h)},
 	}
 }
 
-// readHeader reads the first cluster (or the whole file when it is shorter)
-// and parses it. The cluster size is peeked first so that a hostile
-// cluster_bits cannot make us read more than 2 MiB.
+// specificFields are what qemu-img info shows under "Format specific
+// information", in its order (block/qcow2.c qcow2_get_specific_info, as
+// qemu-img 7.2 prints it): version 2 images have no feature bits to show.
+// The details of a LUKS header and of bitmaps are not shown.
+func specificFields(h *Header) []disk.Field {
+	v3 := h.Version >= 3
+	fields := []disk.Field{
+		{Key: "compat", Label: "compat", Value: h.Compat()},
+		{Key: "compression-type", Label: "compression type", Value: h.CompressionName()},
+	}
+	if v3 {
+		fields = append(fields, disk.Field{Key: "lazy-refcounts", Label: "lazy refcounts", Value: h.CompatibleFeatures&CompatLazyRefcounts != 0})
+	}
+	fields = append(fields, disk.Field{Key: "refcount-bits", Label: "refcount bits", Value: 1 << h.RefcountOrder})
+	if h.DataFile != "" {
+		fields = append(fields, disk.Field{Key: "data-file", Label: "data file", Value: h.DataFile})
+	}
+	if method := map[uint32]string{CryptAES: "aes", CryptLUKS: "luks"}[h.CryptMethod]; method != "" {
+		fields = append(fields, disk.Field{Key: "encrypt", Label: "encrypt", Value: []disk.Field{{Key: "format", Label: "format", Value: method}}})
+	}
+	if h.IncompatibleFeatures&IncompatDataFile != 0 {
+		fields = append(fields, disk.Field{Key: "data-file-raw", Label: "data file raw", Value: h.AutoclearFeatures&AutoclearRawDataFile != 0})
+	}
+	if v3 {
+		fields = append(fields,
+			disk.Field{Key: "corrupt", Label: "corrupt", Value: h.IncompatibleFeatures&IncompatCorrupt != 0},
+			disk.Field{Key: "extended-l2", Label: "extended l2", Value: h.ExtendedL2()})
+	}
+	return fields
+}
+
+// readHeader reads the header cluster and parses it.
 func readHeader(r io.ReaderAt, size int64) (*Header, error) {
+	buf, err := readHeaderCluster(r, size)
+	if err != nil {
+		return nil, err
+	}
+	return ParseHeader(buf, size)
+}
+
+// readHeaderCluster reads the first cluster, or the whole file when it is
+// shorter: the header, its extensions and the backing file name live there
+// (qcow2.txt "Header"). cluster_bits is peeked and bounded first, so that a
+// hostile one cannot make us read more than 2 MiB.
+func readHeaderCluster(r io.ReaderAt, size int64) ([]byte, error) {
 	if size < 0 {
 		return nil, formatErr("negative file size %d", size)
 	}
-	head := make([]byte, min(size, headerV2Length))
-	if err := rdReadFull(r, head, 0); err != nil {
-		return nil, fmt.Errorf("qcow2: reading the header: %w", err)
+	src := blockio.Source{R: r, Size: size}
+	head, err := src.Read("the header", 0, min(size, headerV2Length))
+	if err != nil {
+		return nil, fmt.Errorf("qcow2: %w", err)
 	}
 	want := int64(len(head))
 	if len(head) >= headerV2Length {
@@ -134,58 +136,14 @@ func readHeader(r io.ReaderAt, size int64) (*Header, error) {
 			want = min(size, int64(1)<<cb)
 		}
 	}
-	buf := head
-	if want > int64(len(head)) {
-		buf = make([]byte, want)
-		if err := rdReadFull(r, buf, 0); err != nil {
-			return nil, fmt.Errorf("qcow2: reading the header cluster: %w", err)
-		}
+	if want <= int64(len(head)) {
+		return head, nil
 	}
-	return ParseHeader(buf, size)
-}
-
-// rdRefusal says why Open will not read an image, or nil.
-func rdRefusal(h *Header, opt disk.OpenOptions) error {
-	if unknown := h.IncompatibleFeatures &^ IncompatKnown; unknown != 0 {
-		var names []string
-		for b := 0; b < 64; b++ {
-			if unknown&(1<<b) != 0 {
-				names = append(names, fmt.Sprint(b))
-			}
-		}
-		return unsupportedErr("unknown incompatible feature bits %s (%#x) are set; this image needs a newer qcow2 reader",
-			strings.Join(names, ", "), unknown)
+	buf, err := src.Read("the header cluster", 0, want)
+	if err != nil {
+		return nil, fmt.Errorf("qcow2: %w", err)
 	}
-	if h.CryptMethod != CryptNone {
-		method := map[uint32]string{CryptAES: "AES", CryptLUKS: "LUKS"}[h.CryptMethod]
-		if method == "" {
-			method = fmt.Sprintf("method %d", h.CryptMethod)
-		}
-		return unsupportedErr("the image is encrypted (%s); encrypted images cannot be read", method)
-	}
-	if h.IncompatibleFeatures&IncompatDataFile != 0 {
-		name := h.DataFile
-		if name == "" {
-			name = "(name not recorded in the image)"
-		} else {
-			name = fmt.Sprintf("%q", name)
-		}
-		return fmt.Errorf("qcow2: %w: the image keeps its data in the external data file %s; refusing to open a file the image names",
-			disk.ErrUnsafe, name)
-	}
-	if h.BackingFile != "" {
-		format := ""
-		if h.BackingFormat != "" {
-			format = fmt.Sprintf(" (format %s)", h.BackingFormat)
-		}
-		if opt.AllowBacking {
-			return fmt.Errorf("qcow2: %w: backing file %q%s: reading through a backing chain is not implemented",
-				disk.ErrUnsupported, h.BackingFile, format)
-		}
-		return fmt.Errorf("qcow2: %w: backing file %q%s: the image is an overlay that needs its backing chain to be read; refusing to open a file the image names",
-			disk.ErrUnsafe, h.BackingFile, format)
-	}
-	return nil
+	return buf, nil
 }
 
 // rdL2CacheBytes bounds the memory the L2 cache holds per image: 32 MiB of
@@ -197,7 +155,7 @@ const rdL2CacheBytes = 32 << 20
 const rdCompressedSpan = 1 << 20
 
 // rdImage is an open qcow2 image. Everything in it is immutable after
-// OpenReaderAt except the L2 cache and the buffer pools, which are safe for
+// Open except the L2 cache and the buffer pools, which are safe for
 // concurrent use.
 type rdImage struct {
 	r        io.ReaderAt
@@ -213,15 +171,10 @@ type rdImage struct {
 	extendedL2     bool
 	zstd           bool
 
-	// Compressed cluster descriptor fields (qcow2.txt "Compressed Clusters
-	// Descriptor"): host offset in the low csizeShift bits, additional
-	// sectors above.
-	csizeShift uint
-	csizeMask  uint64
-	coffMask   uint64
+	compressed compressedDescriptor
 
 	l1 []uint64 // active L1 table, the entries that cover the virtual size
-	l2 *rdL2Cache
+	l2 *blockio.TableCache
 
 	hostBufSize int64           // max(2 clusters, rdCompressedSpan)
 	bufs        sync.Pool       // *[]byte of hostBufSize: host bytes of compressed clusters
@@ -232,18 +185,16 @@ type rdImage struct {
 // checked the count against MaxL1Bytes; here we check that they are inside
 // the file before allocating them.
 func (im *rdImage) loadL1() error {
-	perL2 := im.l2Entries << im.clusterBits
-	n := (im.size + perL2 - 1) / perL2
+	if err := im.hdr.checkL1Place(im.fileSize); err != nil {
+		return err
+	}
+	n := im.hdr.activeL1Entries()
 	if n == 0 {
 		return nil
 	}
 	off := int64(im.hdr.L1TableOffset)
-	bytes := n * 8
-	if off > im.fileSize || bytes > im.fileSize-off {
-		return formatErr("L1 table at host offset %#x (%d entries) runs past the end of the file (%d bytes)", off, n, im.fileSize)
-	}
-	buf := make([]byte, bytes)
-	if err := rdReadFull(im.r, buf, off); err != nil {
+	buf := make([]byte, n*8)
+	if err := blockio.ReadFull(im.r, buf, off); err != nil {
 		return fmt.Errorf("qcow2: reading the L1 table at %#x: %w", off, err)
 	}
 	im.l1 = make([]uint64, n)
@@ -261,19 +212,7 @@ func (im *rdImage) Info() disk.Info { return headerInfo(im.hdr) }
 
 // Close drops the cached tables. It does not close the file.
 func (im *rdImage) Close() error {
-	im.l2.clear()
+	im.l2.Clear()
 	im.clusters.clear()
 	return nil
-}
-
-// rdReadFull reads len(p) bytes at off; a short read is an error.
-func rdReadFull(r io.ReaderAt, p []byte, off int64) error {
-	n, err := r.ReadAt(p, off)
-	if n == len(p) {
-		return nil
-	}
-	if err == nil || errors.Is(err, io.EOF) {
-		err = io.ErrUnexpectedEOF
-	}
-	return err
 }

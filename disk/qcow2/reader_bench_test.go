@@ -67,7 +67,7 @@ func BenchmarkReadAt(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer f.Close()
-			im, err := Open(f, disk.OpenOptions{})
+			im, err := Open(f, fileSize(b, f), disk.OpenOptions{})
 			if err != nil {
 				b.Fatal(err)
 			}

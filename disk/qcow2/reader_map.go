@@ -6,6 +6,7 @@ import (
 	"math/bits"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 // rdKind is what a run of the virtual disk is stored as.
@@ -105,8 +106,8 @@ func (c *rdCursor) load(l1Index int64) error {
 		return formatErr("L2 table for virtual offset %#x at host offset %#x lies beyond the end of the file (%d bytes)",
 			virt, l2Host, im.fileSize)
 	}
-	table, err := im.l2.get(l2Host, im.clusterSize, func(buf []byte) error {
-		if err := rdReadFull(im.r, buf, l2Host); err != nil {
+	table, err := im.l2.Get(l2Host, im.clusterSize, func(buf []byte) error {
+		if err := blockio.ReadFull(im.r, buf, l2Host); err != nil {
 			return fmt.Errorf("qcow2: reading the L2 table at host offset %#x: %w", l2Host, err)
 		}
 		return nil
@@ -139,13 +140,11 @@ func (c *rdCursor) at(pos int64) (rdRun, error) {
 	// qcow2.txt "Compressed Clusters Descriptor". With extended L2 the
 	// bitmap of a compressed cluster is unused.
 	if entry&EntryCompressed != 0 {
-		host := entry & im.coffMask
-		sectors := (entry >> im.csizeShift) & im.csizeMask
+		host, clen := im.compressed.decode(entry)
 		if host >= 1<<56 || int64(host) >= im.fileSize {
 			return rdRun{}, c.entryErr(index, clusterStart, "compressed data at host offset %#x lies beyond the end of the file (%d bytes)", host, im.fileSize)
 		}
-		clen := int64(sectors+1)*compressedSectorSize - int64(host%compressedSectorSize)
-		return rdRun{kind: rdCompressed, n: toEnd, host: int64(host), clen: clen}, nil
+		return rdRun{kind: rdCompressed, n: toEnd, host: int64(host), clen: int64(clen)}, nil
 	}
 
 	// qcow2.txt "Standard Cluster Descriptor".

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 	"github.com/ucphhpc/gen-vm-image-go/internal/inflate"
 )
 
@@ -94,13 +95,9 @@ func (im *rdImage) ReadAt(p []byte, off int64) (int, error) {
 // the end of the file read as zeros, as qemu reads them: the last data
 // cluster of an image is often written only up to the virtual size.
 func (im *rdImage) readHost(p []byte, off int64) error {
-	avail := max(0, min(int64(len(p)), im.fileSize-off))
-	if avail > 0 {
-		if err := rdReadFull(im.r, p[:avail], off); err != nil {
-			return fmt.Errorf("qcow2: reading %d bytes at host offset %#x: %w", avail, off, err)
-		}
+	if err := blockio.ReadPadded(im.r, im.fileSize, p, off); err != nil {
+		return fmt.Errorf("qcow2: reading %d bytes at host offset %#x: %w", len(p), off, err)
 	}
-	clear(p[avail:])
 	return nil
 }
 
@@ -113,7 +110,7 @@ func (im *rdImage) readCompressed(dst []byte, pos int64, runs []rdRun, lo, hi in
 	// what exists.
 	hi = min(hi, im.fileSize)
 	src := (*bp)[:hi-lo]
-	if err := rdReadFull(im.r, src, lo); err != nil {
+	if err := blockio.ReadFull(im.r, src, lo); err != nil {
 		return fmt.Errorf("qcow2: reading compressed data at host offset %#x: %w", lo, err)
 	}
 	var at int64

@@ -65,6 +65,23 @@ func rdOracleRaw(t *testing.T, img string) string {
 	return out
 }
 
+// flag is a boolean field of the format-specific information; version 2
+// images have no feature bits, which qemu-img then does not show either.
+func flag(sp *disk.Specific, key string) bool {
+	b, _ := sp.Field(key).(bool)
+	return b
+}
+
+// fileSize is the size of an open test file.
+func fileSize(t testing.TB, f *os.File) int64 {
+	t.Helper()
+	st, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Size()
+}
+
 func rdOpenFile(t *testing.T, path string) (disk.Image, error) {
 	t.Helper()
 	f, err := os.Open(path)
@@ -72,7 +89,7 @@ func rdOpenFile(t *testing.T, path string) (disk.Image, error) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
-	return Open(f, disk.OpenOptions{})
+	return Open(f, fileSize(t, f), disk.OpenOptions{})
 }
 
 // rdQemuIO runs qemu-io commands on an image.
@@ -340,14 +357,15 @@ func TestReaderOracleMatrix(t *testing.T) {
 			oracle.MustRun(t, append(args, raw, img)...)
 			im := rdVerify(t, img)
 			info := im.(disk.Describer).Info()
+			sp := info.Specific
 			want := oracle.ImageInfo(t, img)
 			if info.Format != "qcow2" || info.VirtualSize != want.VirtualSize || info.ClusterSize != want.ClusterSize ||
-				info.Compat != want.Specific.Data.Compat || info.ExtendedL2 != v.extendedL2 ||
-				info.RefcountBits != want.Specific.Data.RefcountBits || info.Dirty || info.Corrupt {
-				t.Fatalf("Info = %+v; qemu-img info says %+v", info, want)
+				sp.Field("compat") != want.Specific.Data.Compat || flag(sp, "extended-l2") != v.extendedL2 ||
+				sp.Field("refcount-bits") != want.Specific.Data.RefcountBits || info.Dirty || flag(sp, "corrupt") {
+				t.Fatalf("Info = %+v %+v; qemu-img info says %+v", info, sp, want)
 			}
-			if wantComp := cmp(v.compression, "zlib"); info.Compression != wantComp {
-				t.Fatalf("Info.Compression = %q, want %q", info.Compression, wantComp)
+			if wantComp := cmp(v.compression, "zlib"); sp.Field("compression-type") != wantComp {
+				t.Fatalf("compression type %v, want %q", sp.Field("compression-type"), wantComp)
 			}
 			if v.compression != "" {
 				ext, _ := im.Extents(0, im.Size())
@@ -399,7 +417,7 @@ func TestReaderZeroClusters(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			im, err := Open(f, disk.OpenOptions{})
+			im, err := Open(f, fileSize(t, f), disk.OpenOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -506,7 +524,7 @@ func TestReaderDirtyAndCorrupt(t *testing.T) {
 	cmd := exec.Command("sh", "-c", `ulimit -c 0; exec qemu-io -f qcow2 -c "write -P 0x66 1M 64k" -c abort "$0"`, dirty)
 	cmd.Run() // abort: exits by signal, leaving the dirty bit set
 	im := rdVerify(t, dirty)
-	if info := im.(disk.Describer).Info(); !info.Dirty || !info.LazyRefcounts {
+	if info := im.(disk.Describer).Info(); !info.Dirty || !flag(info.Specific, "lazy-refcounts") {
 		t.Fatalf("Info = %+v; want Dirty and LazyRefcounts", info)
 	}
 
@@ -514,7 +532,7 @@ func TestReaderDirtyAndCorrupt(t *testing.T) {
 	oracle.MustRun(t, "convert", "-f", "raw", "-O", "qcow2", "-c", raw, corrupt)
 	rdPatchHeader(t, corrupt, 72, IncompatCorrupt)
 	im = rdVerify(t, corrupt)
-	if !im.(disk.Describer).Info().Corrupt {
+	if !flag(im.(disk.Describer).Info().Specific, "corrupt") {
 		t.Fatal("Info().Corrupt = false")
 	}
 }
@@ -584,29 +602,30 @@ func TestReaderRefusals(t *testing.T) {
 					t.Errorf("error %q does not mention %q", err, s)
 				}
 			}
-			// ReadInfo still describes what Open refuses (except
-			// what is not qcow2 at all).
+			// Inspect still describes what Open refuses (except what
+			// is not qcow2 at all), and refuses it the same way.
 			if tt.name == "qcow version 1" {
 				return
 			}
 			f, _ := os.Open(tt.path)
 			defer f.Close()
-			info, err := ReadInfo(f)
-			if err != nil {
-				t.Fatalf("ReadInfo: %v", err)
+			facts, ierr := Inspect(f, fileSize(t, f), disk.Limits{})
+			info := facts.Info
+			if info.Format != "qcow2" || ierr == nil || ierr.Error() != err.Error() {
+				t.Fatalf("Inspect = %+v, %v; want the header described and Open's refusal %v", info, ierr, err)
 			}
 			switch tt.name {
 			case "backing":
 				if info.BackingFile != base || info.BackingFormat != "qcow2" {
-					t.Errorf("ReadInfo = %+v; want backing %s (qcow2)", info, base)
+					t.Errorf("Inspect = %+v; want backing %s (qcow2)", info, base)
 				}
 			case "data file":
-				if !strings.HasSuffix(info.DataFile, "external.data") {
-					t.Errorf("ReadInfo = %+v; want the data file", info)
+				if name, _ := info.Specific.Field("data-file").(string); !strings.HasSuffix(name, "external.data") {
+					t.Errorf("Inspect = %+v; want the data file", info)
 				}
 			case "luks", "aes":
 				if !info.Encrypted {
-					t.Errorf("ReadInfo = %+v; want Encrypted", info)
+					t.Errorf("Inspect = %+v; want Encrypted", info)
 				}
 			}
 		})
@@ -615,7 +634,7 @@ func TestReaderRefusals(t *testing.T) {
 	// With AllowBacking, still refused (not implemented), but not as unsafe.
 	f, _ := os.Open(overlay)
 	defer f.Close()
-	if _, err := Open(f, disk.OpenOptions{AllowBacking: true}); !errors.Is(err, disk.ErrUnsupported) {
+	if _, err := Open(f, fileSize(t, f), disk.OpenOptions{AllowBacking: true}); !errors.Is(err, disk.ErrUnsupported) {
 		t.Fatalf("Open(AllowBacking) = %v; want ErrUnsupported", err)
 	}
 }
@@ -693,7 +712,7 @@ func TestReaderMalformed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			l := load(tt.base)
 			b := tt.damage(l)
-			im, err := OpenReaderAt(bytes.NewReader(b), int64(len(b)), disk.OpenOptions{})
+			im, err := Open(bytes.NewReader(b), int64(len(b)), disk.OpenOptions{})
 			if err == nil {
 				_, err = im.Extents(0, im.Size())
 				if err == nil {
@@ -743,10 +762,11 @@ func TestReaderCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			hinfo, herr := ReadInfo(f)
+			facts, _ := Inspect(f, fileSize(t, f), disk.Limits{})
+			hinfo := facts.Info
 			switch {
-			case e.Malformed() || (herr == nil && hinfo.BackingFile != ""):
-				im, err := Open(f, disk.OpenOptions{})
+			case e.Malformed() || hinfo.BackingFile != "":
+				im, err := Open(f, fileSize(t, f), disk.OpenOptions{})
 				if err == nil {
 					err = rdReadAll(im)
 					im.Close()
@@ -754,7 +774,7 @@ func TestReaderCorpus(t *testing.T) {
 				if err == nil {
 					t.Fatalf("%s (%s) opened and read without error", e.File, e.Notes)
 				}
-				if herr == nil && hinfo.BackingFile != "" && !errors.Is(err, disk.ErrUnsafe) {
+				if hinfo.BackingFile != "" && !errors.Is(err, disk.ErrUnsafe) {
 					t.Fatalf("overlay: got %v; want ErrUnsafe", err)
 				}
 				t.Logf("refused: %v", err)

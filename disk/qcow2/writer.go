@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 // The writer produces qcow2 version 3 images (compat 1.1) with 16-bit
@@ -215,7 +216,7 @@ func (w *wrImage) WriteAt(p []byte, off int64) (int, error) {
 // all zeros. It returns 0 when the cluster is unallocated and may stay so.
 func (w *wrImage) hostFor(vc int64, seg []byte) (int64, error) {
 	l1i, l2i := vc/w.l2Entries, vc%w.l2Entries
-	if w.l1[l1i]&L1OffsetMask == 0 && wrIsZero(seg) {
+	if w.l1[l1i]&L1OffsetMask == 0 && blockio.IsZero(seg) {
 		return 0, nil
 	}
 	t, err := w.table(l1i, true)
@@ -225,7 +226,7 @@ func (w *wrImage) hostFor(vc int64, seg []byte) (int64, error) {
 	if e := t.entry(l2i); e&L2OffsetMask != 0 {
 		return int64(e & L2OffsetMask), nil
 	}
-	if wrIsZero(seg) {
+	if blockio.IsZero(seg) {
 		return 0, nil
 	}
 	host := w.allocCluster()
@@ -291,22 +292,6 @@ func (w *wrImage) flushRun() error {
 		return fmt.Errorf("qcow2: writing data at host offset %#x: %w", r.host, err)
 	}
 	return nil
-}
-
-// wrIsZero reports whether b holds only zero bytes.
-func wrIsZero(b []byte) bool {
-	for len(b) >= 8 {
-		if binary.NativeEndian.Uint64(b) != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 // Resize changes the virtual size (rounded up to a multiple of 512).

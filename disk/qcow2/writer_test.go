@@ -184,6 +184,15 @@ func TestCreateOptions(t *testing.T) {
 	}
 }
 
+// The block size convert detects zeros in is the cluster size Create uses.
+func TestBlockSize(t *testing.T) {
+	for _, tt := range []struct{ cs, want int64 }{{0, 64 << 10}, {512, 512}, {2 << 20, 2 << 20}, {3000, 64 << 10}} {
+		if got := BlockSize(disk.CreateOptions{ClusterSize: tt.cs}); got != tt.want {
+			t.Errorf("BlockSize(cluster size %d) = %d, want %d", tt.cs, got, tt.want)
+		}
+	}
+}
+
 func TestWritePatterns(t *testing.T) {
 	oracle.QemuImg(t)
 	for _, cs := range []int64{512, 4 << 10, 64 << 10, 2 << 20} {

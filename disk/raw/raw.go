@@ -13,31 +13,64 @@ import (
 
 func init() {
 	disk.Register(disk.Format{
-		Name:    "raw",
-		Sniff:   func(io.ReaderAt, int64) bool { return true },
-		Open:    Open,
-		Create:  Create,
-		Generic: true,
+		Name:      "raw",
+		Sniff:     func(io.ReaderAt, int64) bool { return true },
+		Inspect:   Inspect,
+		Open:      Open,
+		Create:    Create,
+		BlockSize: func(disk.CreateOptions) int64 { return BlockSize },
+		Generic:   true,
 	})
 }
 
-// Image is a raw file opened for reading.
+// BlockSize is the granularity in which a raw image is allocated: the
+// block of the common file systems (ext4, XFS, APFS, NTFS), in which holes
+// are punched and extents are mapped.
+const BlockSize = 4 << 10
+
+// Inspect describes the size bytes of r as a raw image. There is nothing
+// to refuse: a raw image has no header, so it declares nothing and names
+// nothing.
+func Inspect(_ io.ReaderAt, size int64, _ disk.Limits) (disk.Facts, error) {
+	return disk.Facts{Info: disk.Info{Format: "raw", VirtualSize: size}}, nil
+}
+
+// Image is a raw image opened for reading.
 type Image struct {
-	f    *os.File
+	r    io.ReaderAt
+	file *os.File // r, when it is a file: the file system then tells where the holes are
 	size int64
 }
 
-// Open opens f as a raw image; its virtual size is the file size.
-func Open(f *os.File, _ disk.OpenOptions) (disk.Image, error) {
-	st, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("raw: %w", err)
+// Open opens the size bytes of r as a raw image; its virtual size is size.
+// When r is an *os.File, Extents asks the file system where its holes are;
+// otherwise (a member of an archive, say) everything is data.
+func Open(r io.ReaderAt, size int64, _ disk.OpenOptions) (disk.Image, error) {
+	if size < 0 {
+		return nil, fmt.Errorf("raw: %w: negative size %d", disk.ErrFormat, size)
 	}
-	return &Image{f: f, size: st.Size()}, nil
+	file, _ := r.(*os.File)
+	return &Image{r: r, file: file, size: size}, nil
 }
 
-// ReadAt reads the file; reads past the end are short, as io.ReaderAt says.
-func (m *Image) ReadAt(p []byte, off int64) (int, error) { return m.f.ReadAt(p, off) }
+// ReadAt reads the image; reads past its size are short, as io.ReaderAt
+// says.
+func (m *Image) ReadAt(p []byte, off int64) (int, error) {
+	if off >= m.size {
+		if len(p) == 0 {
+			return 0, nil
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > m.size-off {
+		n, err := m.r.ReadAt(p[:m.size-off], off)
+		if err == nil {
+			err = io.EOF
+		}
+		return n, err
+	}
+	return m.r.ReadAt(p, off)
+}
 
 // Size is the file size.
 func (m *Image) Size() int64 { return m.size }
@@ -50,15 +83,20 @@ func (m *Image) Info() disk.Info { return disk.Info{Format: "raw", VirtualSize: 
 
 // Extents asks the file system where the data is, so that a sparse terabyte
 // costs nothing to copy. How it asks depends on the OS (dataExtents, one per
-// OS in alloc_*.go); where the file system cannot tell, everything is data,
-// and the converter's zero detection finds the zeros.
+// OS in alloc_*.go); where the file system cannot tell, or the image is not
+// a file, everything is data, and the converter's zero detection finds the
+// zeros.
 func (m *Image) Extents(off, n int64) ([]disk.Extent, error) {
 	end := min(off+n, m.size)
 	if off < 0 || off >= end {
 		return nil, nil
 	}
 	var out extentList
-	dataExtents(m.f, off, end, &out)
+	if m.file == nil {
+		out.add(off, end, false)
+		return out, nil
+	}
+	dataExtents(m.file, off, end, &out)
 	return out, nil
 }
 

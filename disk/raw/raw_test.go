@@ -3,6 +3,7 @@ package raw
 import (
 	"bytes"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -40,7 +41,7 @@ func makeImage(t *testing.T, size int64, spans []span) (*os.File, disk.Image) {
 	if err := f.Sync(); err != nil {
 		t.Fatal(err)
 	}
-	img, err := Open(f, disk.OpenOptions{})
+	img, err := Open(f, size, disk.OpenOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,5 +241,26 @@ func TestWriterSparseAndResize(t *testing.T) {
 	st, _ := f.Stat()
 	if st.Size() != 2<<40 {
 		t.Fatalf("size %d", st.Size())
+	}
+}
+
+// An image that is not a file (a member of an archive) is all data, and
+// ends at the size it was opened with, not at the end of what holds it.
+func TestOpenNotAFile(t *testing.T) {
+	holder := bytes.NewReader([]byte("0123456789trailer"))
+	img, err := Open(io.NewSectionReader(holder, 0, 17), 10, disk.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ext, err := img.Extents(0, 100)
+	if err != nil || len(ext) != 1 || ext[0] != (disk.Extent{Offset: 0, Length: 10}) {
+		t.Fatalf("Extents = %+v, %v; want one data extent of 10 bytes", ext, err)
+	}
+	buf := make([]byte, 8)
+	if n, err := img.ReadAt(buf, 6); n != 4 || err != io.EOF || string(buf[:n]) != "6789" {
+		t.Fatalf("ReadAt across the end = %d %q, %v", n, buf[:n], err)
+	}
+	if n, err := img.ReadAt(buf, 10); n != 0 || err != io.EOF {
+		t.Fatalf("ReadAt at the end = %d, %v", n, err)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -32,6 +34,9 @@ func QemuImg(t testing.TB) string {
 func Run(t testing.TB, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(QemuImg(t), args...)
+	// In a directory of its own: qemu-img creates the files an option
+	// names relative to it (data_file=data.raw), never in the source tree.
+	cmd.Dir = t.TempDir()
 	var o, e bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err := cmd.Run()
@@ -137,4 +142,44 @@ func AssertSame(t testing.TB, a, aFormat, b, bFormat string) {
 	if code != 0 {
 		t.Fatalf("qemu-img compare %s %s: exit %d\n%s%s", a, b, code, out, errOut)
 	}
+}
+
+// ImageSpec is an image for MakeImages: a file name and the arguments of
+// qemu-img create before it ("-f", "vmdk", ...). Images without a backing
+// file (-b) are 1 MiB.
+type ImageSpec struct {
+	Name string
+	Args []string
+}
+
+// MakeImages makes small images with qemu-img create, in one temporary
+// directory in the given order (so that an overlay can name an image made
+// before it), and returns their bytes by name. For fuzz seeds, which must
+// not skip: without qemu-img it returns nothing, and an image qemu-img
+// cannot make is left out.
+func MakeImages(specs []ImageSpec) map[string][]byte {
+	qemuImg, err := exec.LookPath("qemu-img")
+	if err != nil {
+		return nil
+	}
+	dir, err := os.MkdirTemp("", "oracle-images")
+	if err != nil {
+		return nil
+	}
+	defer os.RemoveAll(dir)
+	images := map[string][]byte{}
+	for _, s := range specs {
+		args := append(append([]string{"create", "-q"}, s.Args...), filepath.Join(dir, s.Name))
+		if !slices.Contains(s.Args, "-b") {
+			args = append(args, "1M")
+		}
+		cmd := exec.Command(qemuImg, args...)
+		cmd.Dir = dir
+		if cmd.Run() == nil {
+			if b, err := os.ReadFile(filepath.Join(dir, s.Name)); err == nil {
+				images[s.Name] = b
+			}
+		}
+	}
+	return images
 }

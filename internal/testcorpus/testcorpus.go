@@ -4,6 +4,8 @@ package testcorpus
 
 import (
 	"bufio"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -15,25 +17,57 @@ import (
 // is absent. GVI_CORPUS overrides the location.
 func Dir(t testing.TB) string {
 	t.Helper()
+	dir, err := find()
+	if err != nil {
+		t.Skipf("%v: corpus tests skipped", err)
+	}
+	return dir
+}
+
+// Lookup returns the corpus directory, and false when it is absent, without
+// skipping: fuzz targets use it, which run on their other seeds then.
+func Lookup() (string, bool) {
+	dir, err := find()
+	return dir, err == nil
+}
+
+func find() (string, error) {
 	if d := os.Getenv("GVI_CORPUS"); d != "" {
-		return d
+		return d, nil
 	}
 	wd, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	for d := wd; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
 			c := filepath.Join(d, "..", "shared", "corpus")
 			if _, err := os.Stat(filepath.Join(c, "MANIFEST.tsv")); err != nil {
-				t.Skipf("corpus not found at %s: corpus tests skipped", c)
+				return "", fmt.Errorf("corpus not found at %s", c)
 			}
-			return c
+			return c, nil
 		}
 		if filepath.Dir(d) == d {
-			t.Skip("module root not found: corpus tests skipped")
+			return "", errors.New("module root not found")
 		}
 	}
+}
+
+// Files returns the contents of the corpus files whose names keep says to
+// keep, by path relative to dir (MANIFEST.tsv and the like are not images).
+func Files(dir string, keep func(name string) bool) map[string][]byte {
+	files := map[string][]byte{}
+	filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() || strings.HasSuffix(path, ".tsv") || strings.HasSuffix(path, ".md") || !keep(d.Name()) {
+			return nil
+		}
+		if b, err := os.ReadFile(path); err == nil {
+			rel, _ := filepath.Rel(dir, path)
+			files[rel] = b
+		}
+		return nil
+	})
+	return files
 }
 
 // Entry is one row of MANIFEST.tsv.

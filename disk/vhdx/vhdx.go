@@ -1,32 +1,54 @@
-package inspect
+// Package vhdx knows Hyper-V's VHDX format ([MS-VHDX] "Virtual Hard Disk
+// v2 (VHDX) File Format"): it recognises and inspects VHDX images. It
+// cannot read or write them yet.
+package vhdx
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"math/bits"
 	"unicode/utf16"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
+	"github.com/ucphhpc/gen-vm-image-go/size"
 )
+
+func init() {
+	disk.Register(disk.Format{Name: "vhdx", Sniff: Sniff, Inspect: Inspect})
+}
+
+// Sniff recognises the file type identifier "vhdxfile" at offset 0
+// ([MS-VHDX] 2.2.1).
+func Sniff(r io.ReaderAt, _ int64) bool {
+	return bytes.Equal(blockio.Peek(r, 0, 8), []byte("vhdxfile"))
+}
+
+// refuse builds a refusal of one class; Inspect names the format.
+func refuse(class error, format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{class}, args...)...)
+}
 
 // VHDX, [MS-VHDX] "Virtual Hard Disk v2 (VHDX) File Format", little-endian:
 // two headers at 64 and 128 KiB (the valid one with the higher sequence
 // number wins), two copies of the region table at 192 and 256 KiB, a
 // metadata region that holds the disk's parameters.
 const (
-	vhdxHeader1      = 64 << 10
-	vhdxHeader2      = 128 << 10
-	vhdxHeaderSize   = 4 << 10
-	vhdxRegion1      = 192 << 10
-	vhdxRegion2      = 256 << 10
-	vhdxRegionSize   = 64 << 10
-	vhdxMaxEntries   = 2047 // region table and metadata table entries
-	vhdxMetaTable    = 64 << 10
-	vhdxMiB          = 1 << 20
-	vhdxMinBlock     = 1 << 20
-	vhdxMaxBlock     = 256 << 20
-	vhdxMaxItemBytes = 64 << 10 // parent locator and other items we read
+	header1         = 64 << 10
+	header2         = 128 << 10
+	headerSize      = 4 << 10
+	regionTable1    = 192 << 10
+	regionTable2    = 256 << 10
+	regionTableSize = 64 << 10
+	maxEntries      = 2047 // region table and metadata table entries
+	metaTableSize   = 64 << 10
+	mib             = 1 << 20
+	minBlock        = 1 << 20
+	maxBlock        = 256 << 20
+	maxItemBytes    = 64 << 10 // parent locator and other items we read
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -58,18 +80,29 @@ func guid(s string) [16]byte {
 }
 
 var (
-	vhdxRegionBAT      = guid("2DC27766-F623-4200-9D64-115E9BFD4A08")
-	vhdxRegionMetadata = guid("8B7CA206-4790-4B9A-B8FE-575F050F886E")
-	vhdxFileParameters = guid("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
-	vhdxVirtualSize    = guid("2FA54224-CD1B-4876-B211-5DBED83BF4B8")
-	vhdxPage83         = guid("BECA12AB-B2E6-4523-93EF-C309E000C746")
-	vhdxLogicalSector  = guid("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
-	vhdxPhysicalSector = guid("CDA348C7-445D-4471-9CC9-E9885251C556")
-	vhdxParentLocator  = guid("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C")
+	regionBAT          = guid("2DC27766-F623-4200-9D64-115E9BFD4A08")
+	regionMetadata     = guid("8B7CA206-4790-4B9A-B8FE-575F050F886E")
+	itemFileParameters = guid("CAA16737-FA36-4D43-B3B6-33F0AA44E76B")
+	itemVirtualSize    = guid("2FA54224-CD1B-4876-B211-5DBED83BF4B8")
+	itemPage83         = guid("BECA12AB-B2E6-4523-93EF-C309E000C746")
+	itemLogicalSector  = guid("8141BF1D-A96F-4709-BA47-F233A8FAAB5F")
+	itemPhysicalSector = guid("CDA348C7-445D-4471-9CC9-E9885251C556")
+	itemParentLocator  = guid("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C")
 )
 
-func checkVHDX(src *source, p Policy, rep *Report) error {
-	hdr, err := vhdxCurrentHeader(src)
+// Inspect reads the headers, the region table and the metadata, and
+// refuses a log that needs replaying, unknown required regions and items,
+// differencing disks and absurd sizes.
+func Inspect(r io.ReaderAt, size int64, limits disk.Limits) (disk.Facts, error) {
+	var facts disk.Facts
+	if err := inspect(blockio.Source{R: r, Size: size}, limits.WithDefaults(), &facts); err != nil {
+		return facts, fmt.Errorf("vhdx: %w", err)
+	}
+	return facts, nil
+}
+
+func inspect(src blockio.Source, limits disk.Limits, facts *disk.Facts) error {
+	hdr, err := currentHeader(src)
 	if err != nil {
 		return err
 	}
@@ -77,23 +110,24 @@ func checkVHDX(src *source, p Policy, rep *Report) error {
 	if v := le.Uint16(hdr[66:]); v != 1 {
 		return refuse(disk.ErrUnsupported, "header version %d (1 exists)", v)
 	}
-	if logGUID := hdr[48:64]; !allZero(logGUID) {
+	if logGUID := hdr[48:64]; !blockio.IsZero(logGUID) {
 		return refuse(disk.ErrUnsupported, "the log holds changes that were never applied (log GUID %x): the image was not closed cleanly and must be replayed before it can be read; open it read-write once on a trusted host (Hyper-V, or qemu-img check -r all)", logGUID)
 	}
-	bat, meta, err := vhdxRegions(src)
+	bat, meta, err := readRegions(src)
 	if err != nil {
 		return err
 	}
-	md, err := vhdxMetadata(src, meta)
+	md, err := readMetadata(src, meta)
 	if err != nil {
 		return err
 	}
 	if md.parent != "" {
 		return refuse(disk.ErrUnsafe, "a differencing disk over the parent %s: it needs its parent to be read, and an image must not make us open other files; merge it on a trusted host first", md.parent)
 	}
-	if err := checkSize("the VHDX metadata", md.virtualSize, p); err != nil {
+	if err := limits.CheckVirtualSize("the VHDX metadata", md.virtualSize); err != nil {
 		return err
 	}
+	facts.Info = disk.Info{Format: "vhdx", VirtualSize: int64(md.virtualSize), ClusterSize: int64(md.blockSize)}
 	// [MS-VHDX] 2.5 "BAT": a sector bitmap entry follows every chunkRatio
 	// payload entries.
 	chunkRatio := (uint64(1) << 23) * uint64(md.logicalSector) / uint64(md.blockSize)
@@ -105,19 +139,18 @@ func checkVHDX(src *source, p Policy, rep *Report) error {
 	if uint64(bat.length) < entries*8 {
 		return refuse(disk.ErrFormat, "the BAT region of %d bytes is too small for %d entries", bat.length, entries)
 	}
-	rep.VirtualSize = int64(md.virtualSize)
-	rep.Notes = append(rep.Notes, fmt.Sprintf("VHDX, %d bytes virtual, %d-byte blocks, %d-byte logical sectors; no parent, no pending log",
+	facts.Notes = append(facts.Notes, fmt.Sprintf("VHDX, %d bytes virtual, %d-byte blocks, %d-byte logical sectors; no parent, no pending log",
 		md.virtualSize, md.blockSize, md.logicalSector))
 	return nil
 }
 
-// vhdxCurrentHeader returns the valid header with the higher sequence number.
-func vhdxCurrentHeader(src *source) ([]byte, error) {
+// currentHeader returns the valid header with the higher sequence number.
+func currentHeader(src blockio.Source) ([]byte, error) {
 	le := binary.LittleEndian
 	var best []byte
 	var bestSeq uint64
-	for _, off := range []int64{vhdxHeader1, vhdxHeader2} {
-		h, err := src.read("VHDX header", off, vhdxHeaderSize)
+	for _, off := range []int64{header1, header2} {
+		h, err := src.Read("VHDX header", off, headerSize)
 		if err != nil {
 			return nil, err
 		}
@@ -143,27 +176,18 @@ func crcValid(b []byte, at int) bool {
 	return c == want
 }
 
-func allZero(b []byte) bool {
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
-}
-
-type vhdxRegion struct {
+type region struct {
 	offset int64
 	length int64
 }
 
-// vhdxRegions reads the first valid region table and returns the BAT and
+// readRegions reads the first valid region table and returns the BAT and
 // metadata regions; an unknown region marked required is refused.
-func vhdxRegions(src *source) (bat, meta vhdxRegion, err error) {
+func readRegions(src blockio.Source) (bat, meta region, err error) {
 	le := binary.LittleEndian
 	var table []byte
-	for _, off := range []int64{vhdxRegion1, vhdxRegion2} {
-		t, err := src.read("VHDX region table", off, vhdxRegionSize)
+	for _, off := range []int64{regionTable1, regionTable2} {
+		t, err := src.Read("VHDX region table", off, regionTableSize)
 		if err != nil {
 			return bat, meta, err
 		}
@@ -176,8 +200,8 @@ func vhdxRegions(src *source) (bat, meta vhdxRegion, err error) {
 		return bat, meta, refuse(disk.ErrFormat, "neither region table (at 192 KiB and 256 KiB) has a valid signature and checksum")
 	}
 	n := le.Uint32(table[8:])
-	if n > vhdxMaxEntries {
-		return bat, meta, refuse(ErrLimit, "the region table has %d entries (at most %d exist)", n, vhdxMaxEntries)
+	if n > maxEntries {
+		return bat, meta, refuse(disk.ErrLimit, "the region table has %d entries (at most %d exist)", n, maxEntries)
 	}
 	var haveBAT, haveMeta bool
 	for i := range int(n) {
@@ -185,17 +209,17 @@ func vhdxRegions(src *source) (bat, meta vhdxRegion, err error) {
 		var id [16]byte
 		copy(id[:], e)
 		off, length, required := le.Uint64(e[16:]), uint64(le.Uint32(e[24:])), le.Uint32(e[28:])&1 != 0
-		r := vhdxRegion{int64(off), int64(length)}
-		if off%vhdxMiB != 0 || length%vhdxMiB != 0 || off < vhdxMiB || off > uint64(src.size) || length > uint64(src.size)-off {
-			return bat, meta, refuse(disk.ErrFormat, "region %d at offset %#x (%d bytes) is not MiB-aligned inside the file (%d bytes)", i, off, length, src.size)
+		r := region{int64(off), int64(length)}
+		if off%mib != 0 || length%mib != 0 || off < mib || off > uint64(src.Size) || length > uint64(src.Size)-off {
+			return bat, meta, refuse(disk.ErrFormat, "region %d at offset %#x (%d bytes) is not MiB-aligned inside the file (%d bytes)", i, off, length, src.Size)
 		}
 		switch id {
-		case vhdxRegionBAT:
+		case regionBAT:
 			if haveBAT {
 				return bat, meta, refuse(disk.ErrFormat, "two BAT regions")
 			}
 			bat, haveBAT = r, true
-		case vhdxRegionMetadata:
+		case regionMetadata:
 			if haveMeta {
 				return bat, meta, refuse(disk.ErrFormat, "two metadata regions")
 			}
@@ -209,25 +233,25 @@ func vhdxRegions(src *source) (bat, meta vhdxRegion, err error) {
 	if !haveBAT || !haveMeta {
 		return bat, meta, refuse(disk.ErrFormat, "the region table lacks the BAT or the metadata region")
 	}
-	if meta.length < vhdxMetaTable {
+	if meta.length < metaTableSize {
 		return bat, meta, refuse(disk.ErrFormat, "the metadata region of %d bytes cannot hold its table", meta.length)
 	}
 	return bat, meta, nil
 }
 
-type vhdxMeta struct {
+type metadata struct {
 	blockSize     uint32
 	virtualSize   uint64
 	logicalSector uint32
 	parent        string // non-empty for a differencing disk
 }
 
-// vhdxMetadata reads the metadata table and the items we need; unknown
+// readMetadata reads the metadata table and the items we need; unknown
 // required items are refused, parents are reported.
-func vhdxMetadata(src *source, region vhdxRegion) (vhdxMeta, error) {
-	var md vhdxMeta
+func readMetadata(src blockio.Source, region region) (metadata, error) {
+	var md metadata
 	le := binary.LittleEndian
-	table, err := src.read("VHDX metadata table", region.offset, vhdxMetaTable)
+	table, err := src.Read("VHDX metadata table", region.offset, metaTableSize)
 	if err != nil {
 		return md, err
 	}
@@ -235,20 +259,20 @@ func vhdxMetadata(src *source, region vhdxRegion) (vhdxMeta, error) {
 		return md, refuse(disk.ErrFormat, "no metadata table signature at offset %#x", region.offset)
 	}
 	n := le.Uint16(table[10:])
-	if n > vhdxMaxEntries {
-		return md, refuse(ErrLimit, "the metadata table has %d entries (at most %d exist)", n, vhdxMaxEntries)
+	if n > maxEntries {
+		return md, refuse(disk.ErrLimit, "the metadata table has %d entries (at most %d exist)", n, maxEntries)
 	}
 	item := func(what string, off, length uint32, want uint32) ([]byte, error) {
 		if want != 0 && length != want {
 			return nil, refuse(disk.ErrFormat, "metadata item %s is %d bytes, not %d", what, length, want)
 		}
-		if length > vhdxMaxItemBytes {
-			return nil, refuse(ErrLimit, "metadata item %s of %d bytes exceeds %s", what, length, human(vhdxMaxItemBytes))
+		if length > maxItemBytes {
+			return nil, refuse(disk.ErrLimit, "metadata item %s of %d bytes exceeds %s", what, length, size.Format(maxItemBytes))
 		}
-		if off < vhdxMetaTable || uint64(off)+uint64(length) > uint64(region.length) {
+		if off < metaTableSize || uint64(off)+uint64(length) > uint64(region.length) {
 			return nil, refuse(disk.ErrFormat, "metadata item %s at %#x (%d bytes) lies outside the metadata region", what, off, length)
 		}
-		return src.read("VHDX metadata item "+what, region.offset+int64(off), int64(length))
+		return src.Read("VHDX metadata item "+what, region.offset+int64(off), int64(length))
 	}
 	seen := map[[16]byte]bool{}
 	var haveParams, haveSize, haveSector, hasParentFlag bool
@@ -264,7 +288,7 @@ func vhdxMetadata(src *source, region vhdxRegion) (vhdxMeta, error) {
 		off, length, flags := le.Uint32(e[16:]), le.Uint32(e[20:]), le.Uint32(e[24:])
 		required := flags&4 != 0
 		switch id {
-		case vhdxFileParameters:
+		case itemFileParameters:
 			b, err := item("file parameters", off, length, 8)
 			if err != nil {
 				return md, err
@@ -272,27 +296,27 @@ func vhdxMetadata(src *source, region vhdxRegion) (vhdxMeta, error) {
 			md.blockSize = le.Uint32(b)
 			hasParentFlag = le.Uint32(b[4:])&2 != 0
 			haveParams = true
-		case vhdxVirtualSize:
+		case itemVirtualSize:
 			b, err := item("virtual disk size", off, length, 8)
 			if err != nil {
 				return md, err
 			}
 			md.virtualSize = le.Uint64(b)
 			haveSize = true
-		case vhdxLogicalSector:
+		case itemLogicalSector:
 			b, err := item("logical sector size", off, length, 4)
 			if err != nil {
 				return md, err
 			}
 			md.logicalSector = le.Uint32(b)
 			haveSector = true
-		case vhdxParentLocator:
+		case itemParentLocator:
 			b, err := item("parent locator", off, length, 0)
 			if err != nil {
 				return md, err
 			}
-			md.parent = vhdxParentPath(b)
-		case vhdxPhysicalSector, vhdxPage83:
+			md.parent = parentPath(b)
+		case itemPhysicalSector, itemPage83:
 		default:
 			if required {
 				return md, refuse(disk.ErrUnsupported, "metadata item %x is unknown and marked required", id)
@@ -305,7 +329,7 @@ func vhdxMetadata(src *source, region vhdxRegion) (vhdxMeta, error) {
 	if !haveParams || !haveSize || !haveSector {
 		return md, refuse(disk.ErrFormat, "the metadata lacks the file parameters, the virtual disk size or the logical sector size")
 	}
-	if md.blockSize < vhdxMinBlock || md.blockSize > vhdxMaxBlock || bits.OnesCount32(md.blockSize) != 1 {
+	if md.blockSize < minBlock || md.blockSize > maxBlock || bits.OnesCount32(md.blockSize) != 1 {
 		return md, refuse(disk.ErrFormat, "block size %d (a power of two from 1 MiB to 256 MiB is needed)", md.blockSize)
 	}
 	if md.logicalSector != 512 && md.logicalSector != 4096 {
@@ -314,11 +338,11 @@ func vhdxMetadata(src *source, region vhdxRegion) (vhdxMeta, error) {
 	return md, nil
 }
 
-// vhdxParentPath finds a path in a parent locator ([MS-VHDX] 2.6.2.6) for
+// parentPath finds a path in a parent locator ([MS-VHDX] 2.6.2.6) for
 // messages: relative_path, absolute_win32_path or volume_path, else a
 // placeholder. Anything malformed gives the placeholder: the disk is
 // refused as differencing either way.
-func vhdxParentPath(b []byte) string {
+func parentPath(b []byte) string {
 	const unknown = "(named in the parent locator)"
 	le := binary.LittleEndian
 	if len(b) < 20 {
@@ -346,7 +370,7 @@ func vhdxParentPath(b []byte) string {
 	}
 	for _, k := range []string{"relative_path", "absolute_win32_path", "volume_path"} {
 		if v := paths[k]; v != "" {
-			return quote(v)
+			return disk.Quote(v)
 		}
 	}
 	return unknown

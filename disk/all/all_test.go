@@ -1,14 +1,14 @@
-package probe
+package all
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/qcow2"
-	_ "github.com/ucphhpc/gen-vm-image-go/disk/raw"
+	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 	"github.com/ucphhpc/gen-vm-image-go/internal/testcorpus"
 )
 
@@ -55,5 +55,52 @@ func TestPolyglot(t *testing.T) {
 	defer f.Close()
 	if name, err := disk.Detect(f, 4096); err == nil {
 		t.Fatalf("polyglot detected as %s", name)
+	}
+}
+
+// TestInspectAsQemu: for every format qemu-img writes, the image is
+// detected as qemu-img names it, and the format's Inspect accepts it and
+// describes it as qemu-img info does (virtual size and cluster size).
+func TestInspectAsQemu(t *testing.T) {
+	oracle.QemuImg(t)
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		format string
+		args   []string
+	}{
+		{"qcow2", nil},
+		{"raw", nil},
+		{"vmdk", nil},
+		{"vmdk", []string{"-o", "subformat=streamOptimized"}},
+		{"vpc", nil},
+		{"vhdx", nil},
+		{"vdi", nil},
+		{"qed", nil},
+		{"parallels", nil},
+		{"qcow", nil},
+	} {
+		t.Run(strings.Join(append([]string{tc.format}, tc.args...), " "), func(t *testing.T) {
+			path := filepath.Join(dir, "image."+tc.format)
+			oracle.MustRun(t, append(append(append([]string{"create", "-q", "-f", tc.format}, tc.args...), path), "3M")...)
+			q := oracle.ImageInfo(t, path)
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r, size := bytes.NewReader(b), int64(len(b))
+			name, err := disk.Detect(r, size)
+			if err != nil || name != q.Format {
+				t.Fatalf("Detect = %q, %v; qemu-img says %s", name, err, q.Format)
+			}
+			f, _ := disk.Lookup(name)
+			facts, err := f.Inspect(r, size, disk.Limits{})
+			if err != nil {
+				t.Fatalf("Inspect: %v", err)
+			}
+			info := facts.Info
+			if info.Format != q.Format || info.VirtualSize != q.VirtualSize || info.ClusterSize != q.ClusterSize {
+				t.Errorf("Inspect describes %+v; qemu-img info says %+v", info, q)
+			}
+		})
 	}
 }

@@ -1,27 +1,28 @@
-package qcow2
+package blockio
 
 import (
 	"sync"
 	"sync/atomic"
 )
 
-// rdL2Cache keeps recently used L2 tables of one image, keyed by their host
-// offset, up to a fixed number of tables; the least recently used ones are
-// evicted first (CLOCK approximation).
+// TableCache keeps recently used tables of one image (qcow2 L2 tables, VMDK
+// grain tables, ...), keyed by their host offset, up to a fixed number of
+// tables; the least recently used ones are evicted first (CLOCK
+// approximation). It is safe for concurrent use.
 //
 // The mutex guards only the map and the clock ring: a table is read from
 // the file outside it, so goroutines that need different tables never wait
 // for each other's I/O. Goroutines that need the same missing table wait
 // for the one that reads it.
-type rdL2Cache struct {
+type TableCache struct {
 	mu     sync.Mutex
 	max    int
-	tables map[int64]*rdL2Slot
-	ring   []*rdL2Slot // every slot in tables, in clock order
+	tables map[int64]*tableSlot
+	ring   []*tableSlot // every slot in tables, in clock order
 	hand   int
 }
 
-type rdL2Slot struct {
+type tableSlot struct {
 	key   int64
 	ready chan struct{} // closed once data or err is set
 	data  []byte
@@ -29,14 +30,16 @@ type rdL2Slot struct {
 	used  atomic.Bool // referenced since the clock hand last passed
 }
 
-func newRdL2Cache(maxTables int64) *rdL2Cache {
+// NewTableCache returns a cache of at most maxTables tables (at least 4, at
+// most 2^20).
+func NewTableCache(maxTables int64) *TableCache {
 	n := int(max(4, min(maxTables, 1<<20)))
-	return &rdL2Cache{max: n, tables: make(map[int64]*rdL2Slot)}
+	return &TableCache{max: n, tables: make(map[int64]*tableSlot)}
 }
 
-// get returns the table at key, calling load(buf) to fill a new buffer of
+// Get returns the table at key, calling load(buf) to fill a new buffer of
 // size bytes when it is not cached. The returned slice must not be modified.
-func (c *rdL2Cache) get(key, size int64, load func([]byte) error) ([]byte, error) {
+func (c *TableCache) Get(key, size int64, load func([]byte) error) ([]byte, error) {
 	c.mu.Lock()
 	if s, ok := c.tables[key]; ok {
 		c.mu.Unlock()
@@ -44,7 +47,7 @@ func (c *rdL2Cache) get(key, size int64, load func([]byte) error) ([]byte, error
 		<-s.ready
 		return s.data, s.err
 	}
-	s := &rdL2Slot{key: key, ready: make(chan struct{})}
+	s := &tableSlot{key: key, ready: make(chan struct{})}
 	c.insertLocked(s)
 	c.mu.Unlock()
 
@@ -66,7 +69,7 @@ func (c *rdL2Cache) get(key, size int64, load func([]byte) error) ([]byte, error
 }
 
 // insertLocked adds s, evicting the first slot the clock hand finds unused.
-func (c *rdL2Cache) insertLocked(s *rdL2Slot) {
+func (c *TableCache) insertLocked(s *tableSlot) {
 	c.tables[s.key] = s
 	if len(c.ring) < c.max {
 		c.ring = append(c.ring, s)
@@ -89,11 +92,11 @@ func (c *rdL2Cache) insertLocked(s *rdL2Slot) {
 	c.hand = (c.hand + 1) % len(c.ring)
 }
 
-// clear drops every table.
-func (c *rdL2Cache) clear() {
+// Clear drops every table.
+func (c *TableCache) Clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.tables = make(map[int64]*rdL2Slot)
+	c.tables = make(map[int64]*tableSlot)
 	c.ring = nil
 	c.hand = 0
 }

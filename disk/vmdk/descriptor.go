@@ -1,4 +1,4 @@
-package inspect
+package vmdk
 
 import (
 	"bytes"
@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/size"
 )
 
 // descriptor is a VMDK text descriptor (VMware "Virtual Disk Format 5.0",
@@ -46,9 +47,9 @@ var extentAccess = map[string]bool{"RW": true, "RDONLY": true, "NOACCESS": true}
 // a comment, a "key = value" pair or an extent, or the descriptor is
 // refused. text is the descriptor up to its first NUL (the padding of an
 // embedded descriptor). Line numbers in errors count from 1.
-func parseDescriptor(text []byte) (*descriptor, error) {
-	if len(text) > maxDescriptorBytes {
-		return nil, refuse(ErrLimit, "descriptor of %d bytes exceeds the limit of %s", len(text), human(maxDescriptorBytes))
+func parseDescriptor(text []byte, limits disk.Limits) (*descriptor, error) {
+	if limit := limits.WithDefaults().MaxDescriptorBytes; int64(len(text)) > limit {
+		return nil, refuse(disk.ErrLimit, "descriptor of %d bytes exceeds the limit of %s", len(text), size.Format(limit))
 	}
 	d := &descriptor{keys: map[string]descValue{}}
 	lineNo := 0
@@ -70,14 +71,14 @@ func parseDescriptor(text []byte) (*descriptor, error) {
 		case extentAccess[firstWord(line)]:
 			e, err := parseExtent(line)
 			if err != nil {
-				return nil, refuse(disk.ErrFormat, "descriptor line %d: %v: %s", lineNo, err, quote(line))
+				return nil, refuse(disk.ErrFormat, "descriptor line %d: %v: %s", lineNo, err, disk.Quote(line))
 			}
 			e.line = lineNo
 			d.extents = append(d.extents, e)
 		default:
 			key, value, err := parseKeyValue(line)
 			if err != nil {
-				return nil, refuse(disk.ErrFormat, "descriptor line %d: %v: %s", lineNo, err, quote(line))
+				return nil, refuse(disk.ErrFormat, "descriptor line %d: %v: %s", lineNo, err, disk.Quote(line))
 			}
 			lower := strings.ToLower(key)
 			if prev, dup := d.keys[lower]; dup {
@@ -121,7 +122,7 @@ func parseKeyValue(line string) (string, string, error) {
 	}
 	key := strings.TrimRight(line[:eq], " \t")
 	if !isKey(key) {
-		return "", "", fmt.Errorf("%s is not a key", quote(key))
+		return "", "", fmt.Errorf("%s is not a key", disk.Quote(key))
 	}
 	value := strings.TrimLeft(line[eq+1:], " \t")
 	if strings.HasPrefix(value, `"`) {
@@ -163,12 +164,12 @@ func parseExtent(line string) (extent, error) {
 	n, line = cutWord(line)
 	sectors, err := strconv.ParseUint(n, 10, 64)
 	if err != nil {
-		return e, fmt.Errorf("extent size %s is not a sector count", quote(n))
+		return e, fmt.Errorf("extent size %s is not a sector count", disk.Quote(n))
 	}
 	e.sectors = sectors
 	e.kind, line = cutWord(line)
 	if !extentKinds[e.kind] {
-		return e, fmt.Errorf("unknown extent type %s", quote(e.kind))
+		return e, fmt.Errorf("unknown extent type %s", disk.Quote(e.kind))
 	}
 	if line == "" {
 		if e.kind != "ZERO" {
@@ -221,12 +222,13 @@ var multiFileTypes = map[string]bool{
 // true for the descriptor inside a sparse extent (the file itself is then
 // the only extent a reader uses); false for a descriptor file, whose every
 // extent is another file by definition.
-func checkDescriptor(d *descriptor, embedded bool, p Policy) error {
+func checkDescriptor(d *descriptor, embedded bool, limits disk.Limits) error {
+	limits = limits.WithDefaults()
 	// Paths first: they are the most alarming finding, wherever they are.
 	for i, e := range d.extents {
 		if strings.ContainsAny(e.file, "/\\") {
 			return refuse(disk.ErrUnsafe, "descriptor extent %d (line %d) names %s: an image must not refer to other files, and this name is a path",
-				i+1, e.line, quote(e.file))
+				i+1, e.line, disk.Quote(e.file))
 		}
 	}
 	for i, e := range d.extents {
@@ -236,15 +238,15 @@ func checkDescriptor(d *descriptor, embedded bool, p Policy) error {
 		}
 		if !embedded {
 			return refuse(disk.ErrUnsafe, "descriptor extent %d (line %d) names %s: an image must not refer to other files (this is a VMDK descriptor file whose data lives in the files it names; convert it on a trusted host to a monolithic image first)",
-				n, e.line, quote(e.file))
+				n, e.line, disk.Quote(e.file))
 		}
 		if i > 0 {
 			return refuse(disk.ErrUnsafe, "descriptor extent %d (line %d) names %s: an image must not refer to other files (a monolithic VMDK has exactly one extent, the file itself)",
-				n, e.line, quote(e.file))
+				n, e.line, disk.Quote(e.file))
 		}
 		if e.kind != "SPARSE" {
 			return refuse(disk.ErrUnsafe, "descriptor extent %d (line %d) is a %s extent in %s: an image must not refer to other files (a monolithic VMDK's one extent is the SPARSE file itself)",
-				n, e.line, e.kind, quote(e.file))
+				n, e.line, e.kind, disk.Quote(e.file))
 		}
 	}
 	if !embedded {
@@ -252,11 +254,11 @@ func checkDescriptor(d *descriptor, embedded bool, p Policy) error {
 	}
 	if v, ok := d.keys["parentfilenamehint"]; ok {
 		return refuse(disk.ErrUnsafe, "descriptor line %d names the parent disk %s: a delta disk needs its parent, and an image must not make us open other files",
-			v.line, quote(v.value))
+			v.line, disk.Quote(v.value))
 	}
 	if v, ok := d.keys["parentcid"]; ok && !strings.EqualFold(v.value, "ffffffff") {
 		return refuse(disk.ErrUnsafe, "descriptor line %d: parentCID=%s makes this a delta disk that needs its parent, and an image must not make us open other files",
-			v.line, quote(v.value))
+			v.line, disk.Quote(v.value))
 	}
 	ct, ok := d.keys["createtype"]
 	if !ok {
@@ -267,20 +269,20 @@ func checkDescriptor(d *descriptor, embedded bool, p Policy) error {
 	case monolithicTypes[kind]:
 	case multiFileTypes[kind]:
 		return refuse(disk.ErrUnsafe, "descriptor line %d: createType %s keeps the disk in other files; an image must not make us open other files",
-			ct.line, quote(ct.value))
+			ct.line, disk.Quote(ct.value))
 	default:
-		return refuse(disk.ErrUnsupported, "descriptor line %d: unknown createType %s", ct.line, quote(ct.value))
+		return refuse(disk.ErrUnsupported, "descriptor line %d: unknown createType %s", ct.line, disk.Quote(ct.value))
 	}
 	if len(d.extents) != 1 {
 		return refuse(disk.ErrFormat, "a %s descriptor must have exactly one extent, the file itself; it has %d", ct.value, len(d.extents))
 	}
 	if v, ok := d.keys["version"]; ok && v.value != "1" && v.value != "2" && v.value != "3" {
-		return refuse(disk.ErrUnsupported, "descriptor line %d: version %s", v.line, quote(v.value))
+		return refuse(disk.ErrUnsupported, "descriptor line %d: version %s", v.line, disk.Quote(v.value))
 	}
 	for _, e := range d.extents {
-		if e.sectors > uint64(p.maxVirtualSize())/512 {
-			return refuse(ErrLimit, "descriptor extent on line %d declares %d sectors, more than the virtual size limit of %s",
-				e.line, e.sectors, human(uint64(p.maxVirtualSize())))
+		if e.sectors > uint64(limits.MaxVirtualSize)/512 {
+			return refuse(disk.ErrLimit, "descriptor extent on line %d declares %d sectors, more than the virtual size limit of %s",
+				e.line, e.sectors, size.Format(limits.MaxVirtualSize))
 		}
 	}
 	return nil
