@@ -8,12 +8,10 @@ import (
 	"sync"
 )
 
-// OpenOptions are the caller's choices when opening an input image.
-type OpenOptions struct {
-	// AllowBacking lets an image read through its backing file. Off by
-	// default: a hostile image must not make us open host files.
-	AllowBacking bool
-}
+// OpenOptions are the caller's choices when opening an input image. There
+// are none yet: nothing about reading an image is the caller's to choose
+// (in particular, no image may make us open another file).
+type OpenOptions struct{}
 
 // CreateOptions are the caller's choices when creating an output image.
 type CreateOptions struct {

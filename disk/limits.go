@@ -33,11 +33,6 @@ type Limits struct {
 	MaxSnapshots       int   // 0: DefaultMaxSnapshots
 	MaxTableBytes      int64 // 0: DefaultMaxTableBytes
 	MaxDescriptorBytes int64 // 0: DefaultMaxDescriptorBytes
-	// AllowBacking lets an image name a backing file. No reader in this
-	// version follows backing chains, so such an image is still refused,
-	// as unsupported instead of unsafe; the switch exists so that a future
-	// reader has an explicit opt-in to honour.
-	AllowBacking bool
 }
 
 // WithDefaults returns l with every limit left at zero set to its default.

@@ -15,6 +15,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/ulikunitz/xz"
 
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 )
 
@@ -303,8 +304,6 @@ type sparseWriter struct {
 
 const sparseBlock = 4096
 
-var zeroBlock [sparseBlock]byte
-
 func (w *sparseWriter) Write(p []byte) (int, error) {
 	total := len(p)
 	if w.digest != nil {
@@ -324,7 +323,7 @@ func (w *sparseWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		n := min(len(p), sparseBlock-int(w.off%sparseBlock))
 		block := p[:n]
-		if bytes.Equal(block, zeroBlock[:n]) {
+		if blockio.IsZero(block) {
 			if err := flush(); err != nil {
 				return 0, err
 			}

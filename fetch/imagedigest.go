@@ -1,7 +1,6 @@
 package fetch
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,6 +10,8 @@ import (
 	"io"
 	"runtime"
 	"sync"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
 
 // The digest recorded for a decompressed copy (KEY.image): SHA-256 over the
@@ -22,6 +23,9 @@ const (
 	digestBlock  = 1 << 20
 	imageDigestV = "sha256-1m:" // names the construction in KEY.json
 )
+
+// zeros is read only: a block's leading zeros, when they must be hashed.
+var zeros [digestBlock]byte
 
 var zeroBlockDigest = sync.OnceValue(func() []byte {
 	s := sha256.Sum256(make([]byte, digestBlock))
@@ -35,17 +39,6 @@ func zerosDigest(n int) []byte {
 	}
 	s := sha256.Sum256(make([]byte, n))
 	return s[:]
-}
-
-func isZero(p []byte) bool {
-	for len(p) > 0 {
-		n := min(len(p), len(zeroBlock))
-		if !bytes.Equal(p[:n], zeroBlock[:n]) {
-			return false
-		}
-		p = p[n:]
-	}
-	return true
 }
 
 // blockDigester computes the image digest of bytes written to it in order.
@@ -64,14 +57,10 @@ func (d *blockDigester) Write(p []byte) (int, error) {
 	total := len(p)
 	for len(p) > 0 {
 		part := p[:min(len(p), digestBlock-d.n)]
-		if d.zero && !isZero(part) {
+		if d.zero && !blockio.IsZero(part) {
 			// The block turns out to have data: hash the zeros it began with.
 			d.block.Reset()
-			for z := d.n; z > 0; {
-				k := min(z, len(zeroBlock))
-				d.block.Write(zeroBlock[:k])
-				z -= k
-			}
+			d.block.Write(zeros[:d.n])
 			d.zero = false
 		}
 		if !d.zero {
@@ -131,7 +120,7 @@ func imageDigestOf(ctx context.Context, r io.ReaderAt, size int64) (string, erro
 						errs[w] = fmt.Errorf("reading at byte %d: %w", off, err)
 						return
 					}
-					if isZero(buf) {
+					if blockio.IsZero(buf) {
 						digests[i] = zerosDigest(len(buf))
 					} else {
 						s := sha256.Sum256(buf)

@@ -5,7 +5,6 @@ import (
 	"os"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/internal/testcorpus"
@@ -51,12 +50,7 @@ func TestCorpus(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer f.Close()
-			start := time.Now()
 			rep, err := Inspect(f, "", Policy{})
-			// Generous: inspection reads a few headers; 5 s only catches a hang.
-			if d := time.Since(start); d > 5*time.Second {
-				t.Errorf("inspection took %v", d)
-			}
 			want, refused := corpusRefusals[e.File]
 			if refused {
 				if !errors.Is(err, want) {

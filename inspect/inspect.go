@@ -62,8 +62,6 @@ const (
 
 // Policy is what the caller allows. The zero value is the safe default.
 type Policy struct {
-	// AllowBacking lets an image name its backing file (disk.Limits).
-	AllowBacking bool
 	// MaxVirtualSize caps the virtual size an image may declare; 0 means
 	// DefaultMaxVirtualSize.
 	MaxVirtualSize int64
@@ -73,7 +71,7 @@ type Policy struct {
 
 // limits are the policy as the formats' Inspect apply it.
 func (p Policy) limits() disk.Limits {
-	return disk.Limits{MaxVirtualSize: p.MaxVirtualSize, MaxSnapshots: p.MaxSnapshots, AllowBacking: p.AllowBacking}
+	return disk.Limits{MaxVirtualSize: p.MaxVirtualSize, MaxSnapshots: p.MaxSnapshots}
 }
 
 // Report is what inspection found. On a refusal Format and Info say what

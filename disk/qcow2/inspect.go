@@ -20,7 +20,7 @@ func Inspect(r io.ReaderAt, size int64, limits disk.Limits) (disk.Facts, error) 
 		return disk.Facts{}, err
 	}
 	facts := disk.Facts{Info: headerInfo(h)}
-	if err := h.refusal(limits.AllowBacking); err != nil {
+	if err := h.refusal(); err != nil {
 		return facts, err
 	}
 	limits = limits.WithDefaults()
@@ -54,10 +54,8 @@ func Inspect(r io.ReaderAt, size int64, limits disk.Limits) (disk.Facts, error) 
 // refusal says why the image must not be read, or nil, for Open and
 // Inspect alike: unknown incompatible features and encryption
 // (disk.ErrUnsupported), an external data file and a backing file
-// (disk.ErrUnsafe: an image must not make us open other files). With
-// allowBacking a backing file is disk.ErrUnsupported instead: no reader
-// here follows backing chains.
-func (h *Header) refusal(allowBacking bool) error {
+// (disk.ErrUnsafe: an image must not make us open other files).
+func (h *Header) refusal() error {
 	if unknown := h.IncompatibleFeatures &^ IncompatKnown; unknown != 0 {
 		var bits []string
 		for b := range 64 {
@@ -90,10 +88,6 @@ func (h *Header) refusal(allowBacking bool) error {
 		format := ""
 		if h.BackingFormat != "" {
 			format = fmt.Sprintf(" (format %s)", disk.Quote(h.BackingFormat))
-		}
-		if allowBacking {
-			return unsupportedErr("the image is an overlay on the backing file %s%s and backing files are allowed, but this version cannot read through a backing chain; flatten it first (qemu-img convert -O qcow2 overlay flat.qcow2)",
-				name, format)
 		}
 		return unsafeErr("the image is an overlay on the backing file %s%s: an image must not make us open other files (this version cannot read backing chains, so no option allows it); flatten it first (qemu-img convert -O qcow2 overlay flat.qcow2)",
 			name, format)

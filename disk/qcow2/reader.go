@@ -25,7 +25,7 @@ func Open(r io.ReaderAt, size int64, opt disk.OpenOptions) (disk.Image, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := h.refusal(opt.AllowBacking); err != nil {
+	if err := h.refusal(); err != nil {
 		return nil, err
 	}
 	if err := checkSnapshotTable(r, size, h); err != nil {

@@ -630,13 +630,6 @@ func TestReaderRefusals(t *testing.T) {
 			}
 		})
 	}
-
-	// With AllowBacking, still refused (not implemented), but not as unsafe.
-	f, _ := os.Open(overlay)
-	defer f.Close()
-	if _, err := Open(f, fileSize(t, f), disk.OpenOptions{AllowBacking: true}); !errors.Is(err, disk.ErrUnsupported) {
-		t.Fatalf("Open(AllowBacking) = %v; want ErrUnsupported", err)
-	}
 }
 
 // Hand-made damage to a valid image: each must fail Open or the read with

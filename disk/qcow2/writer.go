@@ -285,7 +285,6 @@ func (w *wrImage) flushRun() error {
 	if len(r.buf) == 0 {
 		return nil
 	}
-	disk.Preallocate(w.f, r.host, int64(len(r.buf)))
 	_, err := w.f.WriteAt(r.buf, r.host)
 	r.buf = nil
 	if err != nil {

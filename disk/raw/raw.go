@@ -144,9 +144,8 @@ func (w *Writer) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off+int64(len(p)) > w.size {
 		return 0, fmt.Errorf("raw: write of %d bytes at %d beyond the virtual size %d", len(p), off, w.size)
 	}
-	// No fallocate here, unlike the qcow2 writer's appends: in a sparse
-	// file each preallocated range becomes unwritten extents that the write
-	// then converts, and it bought nothing measurable (disk.Preallocate).
+	// No fallocate: in a sparse file each preallocated range becomes
+	// unwritten extents that the write then converts.
 	return w.f.WriteAt(p, off)
 }
 
