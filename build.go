@@ -33,7 +33,10 @@ type ImageResult struct {
 type BuildResult struct {
 	Images   []ImageResult
 	Messages []string // what a verbose run prints, in order
-	Summary  string   // the one-line response
+	// Notices are what a user should see even without -v: the
+	// architecture file's warnings (unknown keys), images kept.
+	Notices []string
+	Summary string // the one-line response
 }
 
 // Failed returns the results of the images that failed, in file order.
@@ -122,6 +125,7 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 	res := &BuildResult{}
 	for _, w := range a.Warnings {
 		res.Messages = append(res.Messages, "Warning: "+w)
+		res.Notices = append(res.Notices, w)
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		e := newError(CodeCreateFailed, err, "Failed to create path: %s - error: Failed to create the images output directory: %v", dir, err)
@@ -129,7 +133,7 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 		return res, e
 	}
 	var first error
-	for _, im := range a.Images {
+	for i, im := range a.Images {
 		if err := ctx.Err(); err != nil {
 			if first == nil {
 				first = newError(CodeCreateFailed, err, "Interrupted before image %s was built", im.Key)
@@ -137,8 +141,11 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 			break
 		}
 		ir := ImageResult{Key: im.Key}
-		ir.Err = generate(ctx, SpecFor(im, spec), o, &ir.Result)
+		imageOptions := *o
+		imageOptions.index, imageOptions.count = i+1, len(a.Images)
+		ir.Err = generate(ctx, SpecFor(im, spec), &imageOptions, &ir.Result)
 		res.Messages = append(res.Messages, ir.Messages...)
+		res.Notices = append(res.Notices, ir.Notices...)
 		if ir.Err != nil {
 			res.Messages = append(res.Messages, fmt.Sprintf("Image %s failed (return code %d): %v", im.Key, CodeOf(ir.Err), ir.Err))
 			if first == nil {
@@ -152,7 +159,21 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 	}
 	abs, _ := filepath.Abs(dir)
 	if first == nil {
-		res.Summary = "Successfully built the images in: " + abs
+		kept := 0
+		for _, im := range res.Images {
+			if !im.Created {
+				kept++
+			}
+		}
+		switch {
+		case kept == 0:
+			res.Summary = "Successfully built the images in: " + abs
+		case kept == len(res.Images):
+			res.Summary = fmt.Sprintf("Nothing to build in %s: all %d images exist already and were kept (use --overwrite to replace them)", abs, kept)
+		default:
+			res.Summary = fmt.Sprintf("Built %d of %d images in %s; %d existed already and were kept (use --overwrite to replace them)",
+				len(res.Images)-kept, len(res.Images), abs, kept)
+		}
 		return res, nil
 	}
 	failed := res.Failed()

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 
 	"github.com/ucphhpc/gen-vm-image-go/arch"
+	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/output"
 )
 
@@ -23,9 +24,9 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	o := newOptions(opts)
 	res := &Result{Path: spec.Output}
 	say := func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
-	format := spec.OutputFormat
-	if format == "" {
-		format = arch.DefaultFormat
+	format, err := convertFormat(spec)
+	if err != nil {
+		return res, err
 	}
 	if err := checkWritable(format); err != nil {
 		return res, err
@@ -49,4 +50,26 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	}
 	res.Created = true
 	return res, nil
+}
+
+// convertFormat is the output format of a conversion: the one asked for,
+// else the one the output's extension names (".raw", ".img": raw), else
+// the default. An extension that names another format than the one asked
+// for is refused: out.raw holding a qcow2 would fool the next program.
+func convertFormat(spec ConvertSpec) (string, error) {
+	named, ok := disk.ForExtension(spec.Output)
+	switch {
+	case spec.OutputFormat == "" && ok:
+		return named.Name, nil
+	case spec.OutputFormat == "":
+		return arch.DefaultFormat, nil
+	case ok && named.Name != spec.OutputFormat:
+		ext := "." + spec.OutputFormat
+		if f, ok := disk.Lookup(spec.OutputFormat); ok && len(f.Extensions) > 0 {
+			ext = f.Extensions[0]
+		}
+		return "", newError(CodeInvalidAttribute, nil, "The output %s is named as a %s image, but the output format is %s; name it %s, or leave the format out",
+			spec.Output, named.Name, spec.OutputFormat, ext)
+	}
+	return spec.OutputFormat, nil
 }

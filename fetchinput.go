@@ -63,7 +63,7 @@ func fetchOptionsFor(o *options, image, stage string, say func(string, ...any)) 
 	}
 	if o != nil && o.progress != nil {
 		opts = append(opts, fetch.WithProgress(func(p fetch.Progress) {
-			o.emit(Event{Image: image, Stage: stage, Done: p.Done, Total: max(p.Total, 0)})
+			o.emit(Event{Image: image, Stage: stage, Done: p.Done, Total: max(p.Total, 0), DataTotal: -1})
 		}))
 	}
 	return opts
@@ -86,6 +86,8 @@ func fetchError(err error) error {
 		code = CodeCreateFailed
 	case fetch.KindNotFound:
 		code = CodePathNotFound
+	case fetch.KindNotImage:
+		code = CodeLoadFailed
 	case fetch.KindInvalid:
 		code = CodeInvalidAttribute
 	}

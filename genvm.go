@@ -94,14 +94,24 @@ type Result struct {
 	Path     string   // the image's path
 	Created  bool     // false when an existing image was kept
 	Messages []string // what a verbose run prints
+	// Notices are what a user should see even without -v: an existing
+	// image kept, a size of 0. They are in Messages too.
+	Notices []string
 }
 
 // Event reports progress of a long step.
 type Event struct {
 	Image string // the output file name
-	Stage string // "download" or "convert"
+	Stage string // "download", "decompress" or "convert"
 	Done  int64
 	Total int64
+	// Data and DataTotal, when converting, count the input's data only
+	// (DataTotal -1 until it is known): holes and zeros cost little time,
+	// so they tell how long is left.
+	Data, DataTotal int64
+	// Index and Count place the image in a build: image Index of Count
+	// (both 0 outside Build).
+	Index, Count int
 }
 
 // Generate makes the image spec describes.
@@ -113,6 +123,10 @@ func Generate(ctx context.Context, spec Spec, opts ...Option) (*Result, error) {
 
 func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	say := func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
+	notice := func(format string, args ...any) {
+		say(format, args...)
+		res.Notices = append(res.Notices, res.Messages[len(res.Messages)-1])
+	}
 
 	format := spec.Format
 	if format == "" {
@@ -125,12 +139,15 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	res.Path = OutputPath(spec.OutputDirectory, spec.Name, spec.Version, format)
 
 	if _, err := os.Lstat(res.Path); err == nil {
-		say("The output image: %s already exists", res.Path)
 		if !spec.Overwrite {
-			say("Use the --overwrite flag to overwrite the existing image")
+			notice("The output image: %s already exists and is kept (use --overwrite to replace it)", res.Path)
 			return nil
 		}
+		say("The output image: %s already exists", res.Path)
 		say("Overwriting the existing image: %s", res.Path)
+	}
+	if virtualSize == 0 {
+		notice("The size is 0: %s will hold no data", res.Path)
 	}
 	dir := filepath.Dir(res.Path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -149,6 +166,9 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 			return err
 		}
 		defer src.close()
+		if n := src.image.Size(); src.format == "raw" && n%512 != 0 {
+			notice("The raw input %s is %d bytes, not a whole number of 512-byte sectors (a truncated file?); its last sector is read as if padded with zeros", src.path, n)
+		}
 		inSize := src.image.Size()
 		if virtualSize < inSize && !spec.AllowShrink {
 			return newError(CodeResize, disk.ErrShrink,
@@ -161,8 +181,12 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	}
 
 	created, err := writeImage(ctx, res.Path, format, virtualSize, src, spec.Overwrite, o, say)
-	if err != nil || !created {
+	if err != nil {
 		return err
+	}
+	if !created {
+		res.Notices = append(res.Notices, res.Messages[len(res.Messages)-1])
+		return nil
 	}
 	res.Created = true
 	abs, _ := filepath.Abs(res.Path)
@@ -184,12 +208,13 @@ func validateSpec(spec Spec, format string) (int64, error) {
 	}
 	n, err := size.Parse(spec.Size)
 	if err != nil {
-		return 0, newError(CodeInvalidAttribute, err, "Invalid size: %v", err)
+		msg := err.Error() // "invalid size ...": said once, as a sentence
+		return 0, newError(CodeInvalidAttribute, err, "%s", strings.ToUpper(msg[:1])+msg[1:])
 	}
 	// A disk is made of 512-byte sectors: qemu-img create rounds every
 	// size up to one, and so do we, so that outputs match the reference's.
 	if n > math.MaxInt64-511 {
-		return 0, newError(CodeInvalidAttribute, nil, "Invalid size: %q is too large", spec.Size)
+		return 0, newError(CodeInvalidAttribute, nil, "Invalid size %q: too large", spec.Size)
 	}
 	n = (n + 511) &^ 511
 	if err := checkWritable(format); err != nil {
@@ -268,7 +293,7 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 			ZeroBlock: f.BlockSize(createOpt),
 			Progress: func(p convert.Progress) {
 				wb.Progress(p.Done)
-				o.emit(Event{Image: base, Stage: "convert", Done: p.Done, Total: p.Total})
+				o.emit(Event{Image: base, Stage: "convert", Done: p.Done, Total: p.Total, Data: p.Data, DataTotal: p.DataTotal})
 			},
 		})
 		wb.Stop()

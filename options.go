@@ -8,6 +8,8 @@ type options struct {
 	download []fetch.Option // download limits; none: fetch's defaults
 	cacheDir string         // "": fetch.DefaultCacheDir()
 	failFast bool
+	// index and count place an image in a build, for its events.
+	index, count int
 	// afterVerify, for tests, runs between an input's checksum and its
 	// use.
 	afterVerify func(path string)
@@ -61,6 +63,7 @@ func WithFailFast() Option { return func(o *options) { o.failFast = true } }
 
 func (o *options) emit(e Event) {
 	if o.progress != nil {
+		e.Index, e.Count = o.index, o.count
 		o.progress(e)
 	}
 }

@@ -290,8 +290,8 @@ func TestProblems(t *testing.T) {
 		{"name NUL", image("    name: \"a\\0b\"\n    size: 1G\n"), Problem{4, 11, "images.img.name", `"a\x00b" contains a control character (NUL, newline, ...)`, Invalid}},
 		{"name newline", image("    name: |\n      a\n    size: 1G\n"), Problem{4, 11, "images.img.name", `"a\n" contains a control character (NUL, newline, ...)`, Invalid}},
 		{"size a mapping", image("    name: n\n    size: {a: 1}\n"), Problem{5, 11, "images.img.size", "must be a string, got a mapping", Invalid}},
-		{"size junk", image("    name: n\n    size: 10GB\n"), Problem{5, 11, "images.img.size", `invalid size "10GB": expected a number with an optional suffix K, M, G, T, P or E (powers of 1024), e.g. 20G`, Invalid}},
-		{"size words", image("    name: n\n    size: ten\n"), Problem{5, 11, "images.img.size", `invalid size "ten": expected a number with an optional suffix K, M, G, T, P or E (powers of 1024), e.g. 20G`, Invalid}},
+		{"size junk", image("    name: n\n    size: 10GB\n"), Problem{5, 11, "images.img.size", `invalid size "10GB": expected a number of bytes with an optional suffix B, K, M, G, T, P or E (in either case; powers of 1024), e.g. 20G or 1.5T`, Invalid}},
+		{"size words", image("    name: n\n    size: ten\n"), Problem{5, 11, "images.img.size", `invalid size "ten": expected a number of bytes with an optional suffix B, K, M, G, T, P or E (in either case; powers of 1024), e.g. 20G or 1.5T`, Invalid}},
 		{"size negative", image("    name: n\n    size: -1G\n"), Problem{5, 11, "images.img.size", `invalid size "-1G": a size cannot be negative`, Invalid}},
 		{"size too large", image("    name: n\n    size: 8E\n"), Problem{5, 11, "images.img.size", `invalid size "8E": too large: the largest size is 9223372036854775807 bytes (8 EiB - 1 byte)`, Invalid}},
 		{"size null", image("    name: n\n    size:\n"), Problem{5, 10, "images.img.size", "has no value", Missing}},
@@ -392,7 +392,7 @@ images:
 `
 	want := `many.yml:1: owner: must be a string, got a list
 many.yml:4: images.a.name: "../evil" contains a path separator; the name must be a plain file name part
-many.yml:5: images.a.size: invalid size "10GB": expected a number with an optional suffix K, M, G, T, P or E (powers of 1024), e.g. 20G
+many.yml:5: images.a.size: invalid size "10GB": expected a number of bytes with an optional suffix B, K, M, G, T, P or E (in either case; powers of 1024), e.g. 20G or 1.5T
 many.yml:6: images.a.version: must be a string, got a mapping
 many.yml:7: images.a.format: must be a string, got a boolean (true); quote it if it is meant as text
 many.yml:10: images.a.input: has both path (line 9) and url; give only one

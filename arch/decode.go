@@ -14,6 +14,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/ucphhpc/gen-vm-image-go/internal/suggest"
+
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
 	"github.com/ucphhpc/gen-vm-image-go/internal/location"
 	"github.com/ucphhpc/gen-vm-image-go/size"
@@ -44,6 +46,16 @@ func (p *parser) invalid(n *yaml.Node, path, format string, args ...any) {
 func (p *parser) warn(n *yaml.Node, path, format string, args ...any) {
 	w := Problem{Line: n.Line, Path: path, Msg: fmt.Sprintf(format, args...)}
 	p.warnings = append(p.warnings, w.format(p.file))
+}
+
+// unknownKey warns of a key the file format does not have: ignored, as
+// the reference ignores it, but often a typo worth a "did you mean".
+func (p *parser) unknownKey(n *yaml.Node, path, name string, known ...string) {
+	if s := suggest.Closest(name, known); s != "" {
+		p.warn(n, path, "unknown key %q ignored; did you mean %q?", name, s)
+		return
+	}
+	p.warn(n, path, "unknown key %q ignored", name)
 }
 
 // yamlLine pulls the line out of yaml.v3's "yaml: line 3: ..." errors.
@@ -122,7 +134,7 @@ func (p *parser) parse(data []byte) *Architecture {
 			imagesSeen = true
 			a.Images = p.images(e)
 		default:
-			p.warn(e.key, "", "unknown key %q ignored", e.name)
+			p.unknownKey(e.key, "", e.name, "owner", "images")
 		}
 	}
 	if !ownerSeen {
@@ -205,7 +217,7 @@ func (p *parser) image(e entry) (Image, bool) {
 		case "input":
 			img.Input = p.input(f, fpath)
 		default:
-			p.warn(f.key, path, "unknown key %q ignored", f.name)
+			p.unknownKey(f.key, path, f.name, "name", "size", "version", "format", "input")
 		}
 	}
 	if !nameSeen {
@@ -254,7 +266,7 @@ func (p *parser) input(e entry, path string) *Input {
 		case "checksum":
 			in.Checksum = p.checksum(f, fpath)
 		default:
-			p.warn(f.key, path, "unknown key %q ignored", f.name)
+			p.unknownKey(f.key, path, f.name, "path", "url", "format", "checksum")
 		}
 	}
 	switch {
@@ -351,7 +363,7 @@ func (p *parser) checksum(e entry, path string) *Checksum {
 				c.ReadBytes = v
 			}
 		default:
-			p.warn(f.key, path, "unknown key %q ignored", f.name)
+			p.unknownKey(f.key, path, f.name, "type", "value", "file", "signature", "key", "buffer_size", "read_bytes")
 		}
 	}
 	switch {

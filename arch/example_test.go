@@ -19,5 +19,5 @@ images:
 	fmt.Println(err)
 	// Output:
 	// architecture.yml:3: images.image-1: missing required key "size"
-	// architecture.yml:8: images.image-2.size: invalid size "10GB": expected a number with an optional suffix K, M, G, T, P or E (powers of 1024), e.g. 20G
+	// architecture.yml:8: images.image-2.size: invalid size "10GB": expected a number of bytes with an optional suffix B, K, M, G, T, P or E (in either case; powers of 1024), e.g. 20G or 1.5T
 }

@@ -13,6 +13,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
@@ -22,6 +23,11 @@ import (
 type Progress struct {
 	Done  int64 // virtual bytes handled (written or skipped as zeros)
 	Total int64
+	// Data is how many bytes of the source's data (not holes or zero
+	// runs) have been handled, and DataTotal how many there are: -1 until
+	// the map of the whole source has been read, beside the copy. Time
+	// goes to data, so they tell how long is left.
+	Data, DataTotal int64
 }
 
 // Options tune Copy. The zero value is a good default.
@@ -200,9 +206,38 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 		}
 	}()
 
+	// The map of the whole source, read beside the copy, tells how much
+	// data there is, so that progress can say how long is left.
+	var dataTotal atomic.Int64
+	dataTotal.Store(-1)
+	mapped := make(chan struct{})
+	if opt.Progress != nil {
+		go func() {
+			defer close(mapped)
+			var sum int64
+			for win := int64(0); win < total; win += extentWindow {
+				if ctx.Err() != nil {
+					return
+				}
+				exts, err := src.Extents(win, min(extentWindow, total-win))
+				if err != nil {
+					return // the copy reports it
+				}
+				for _, e := range exts {
+					if !e.Zero {
+						sum += e.Length
+					}
+				}
+			}
+			dataTotal.Store(sum)
+		}()
+	} else {
+		close(mapped)
+	}
+
 	var st Stats
 	var err error
-	var done int64
+	var done, data int64
 	for c := range ordered {
 		<-c.done
 		if err == nil {
@@ -230,11 +265,16 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 			continue // drain so the producer and workers can finish
 		}
 		done = c.off + c.n
+		if !c.zeroOnly {
+			data += c.n
+		}
 		if opt.Progress != nil {
-			opt.Progress(Progress{Done: done, Total: total})
+			opt.Progress(Progress{Done: done, Total: total, Data: data, DataTotal: dataTotal.Load()})
 		}
 	}
 	wg.Wait()
+	cancel() // the map need not be finished
+	<-mapped
 	if err == nil {
 		err = produceErr
 	}

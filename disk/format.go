@@ -4,7 +4,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -54,6 +57,10 @@ type Format struct {
 	// Generic formats (raw) match anything; they are tried last and never
 	// count towards polyglot detection.
 	Generic bool
+	// Extensions are the file name extensions of images of this format
+	// (".qcow2"), so that convert can take an output's format from its
+	// name. Only a name, never evidence of the content.
+	Extensions []string
 }
 
 // registry is the table Register fills; formats register from their init
@@ -164,4 +171,19 @@ func Detect(r io.ReaderAt, size int64) (string, error) {
 	default:
 		return "", fmt.Errorf("%w: content matches several formats at once (%v); refusing a possible polyglot", ErrUnsafe, names)
 	}
+}
+
+// ForExtension returns the format whose images are named with the
+// extension of name (".img" and ".raw": raw), and whether there is one.
+func ForExtension(name string) (Format, bool) {
+	ext := strings.ToLower(filepath.Ext(name))
+	if ext == "" {
+		return Format{}, false
+	}
+	for _, f := range Formats() {
+		if slices.Contains(f.Extensions, ext) {
+			return f, true
+		}
+	}
+	return Format{}, false
 }

@@ -494,3 +494,24 @@ func TestNoHomeIsNotCreated(t *testing.T) {
 		t.Error("the missing home directory was created")
 	}
 }
+
+// TestHTMLIsNotAnImage: a URL that answers with an HTML page (a directory
+// listing, a login page) fails at once, and leaves nothing in the cache.
+func TestHTMLIsNotAnImage(t *testing.T) {
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Write([]byte("<html><body>Index of /images/</body></html>"))
+	})
+	dir := t.TempDir()
+	_, err := Fetch(context.Background(), Request{URLs: []string{srv.URL + "/images/"}, CacheDir: dir}, fast()...)
+	var fe *Error
+	if !errors.As(err, &fe) || fe.Kind != KindNotImage || !strings.Contains(err.Error(), "HTML page") {
+		t.Fatalf("error %v", err)
+	}
+	if n, _ := srv.requests(); n != 1 {
+		t.Errorf("%d requests: an HTML page is not retried", n)
+	}
+	if got := cacheFiles(t, dir); len(got) != 0 {
+		t.Errorf("cache holds %v", got)
+	}
+}

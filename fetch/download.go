@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -406,6 +407,10 @@ func (d *download) attempt(ctx context.Context, r *reply) error {
 		return transient(statusError(resp))
 	default:
 		return retryable(resp)
+	}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt == "text/html" {
+		return newError(KindNotImage, d.e.url, nil, "Failed to download %s: the server answered with an HTML page (Content-Type: %s), not a disk image: a directory listing, a login or an error page? Check the URL",
+			d.e.url, resp.Header.Get("Content-Type"))
 	}
 	if resp.StatusCode == http.StatusOK || d.written == 0 {
 		d.etag, d.lastModified = resp.Header.Get("ETag"), resp.Header.Get("Last-Modified")

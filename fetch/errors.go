@@ -29,6 +29,9 @@ const (
 	KindCache
 	// KindNotFound: a local checksum, signature or key file does not exist.
 	KindNotFound
+	// KindNotImage: the server answered with something that is not an
+	// image (an HTML page: a directory listing, a login page).
+	KindNotImage
 	// KindInvalid: the request itself is wrong (no URL, an unknown
 	// algorithm, a signature without a key).
 	KindInvalid
@@ -44,6 +47,8 @@ func (k Kind) String() string {
 		return "cache"
 	case KindNotFound:
 		return "not found"
+	case KindNotImage:
+		return "not an image"
 	case KindInvalid:
 		return "invalid request"
 	}

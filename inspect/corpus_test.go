@@ -27,6 +27,10 @@ var corpusRefusals = map[string]error{
 	"qemu/afl9.vmdk":                    ErrLimit,            // absurd capacity
 	"qemu/iotest-dirtylog-10G-4M.vhdx":  disk.ErrUnsupported, // log to replay
 	"discutils/vhdx-log-replay.vhdx":    disk.ErrUnsupported, // log to replay
+	// Not disks at all, which qemu-img would take as raw:
+	"discutils/vhdx-log-replay.zip": ErrNotDisk, // the ZIP the image came in
+	"qemu/README":                   ErrNotDisk, // text
+	"qemu/parallels-with-bitmap.sh": ErrNotDisk, // the shell script that made an image
 }
 
 // corpusUnpackLimit keeps `go test` quick: the two [not kept] files of over

@@ -109,6 +109,11 @@ func InspectAt(r io.ReaderAt, size int64, declared string, p Policy) (Report, er
 	}
 	rep := Report{Format: format}
 	f, _ := disk.Lookup(format)
+	if f.Generic && declared == "" {
+		if what := notADisk(r, size); what != "" {
+			return rep, fmt.Errorf("%w: the content is %s, not a disk image in a format we know; if it really is a raw disk, declare it (-if raw, or format: raw)", ErrNotDisk, what)
+		}
+	}
 	if f.Inspect == nil {
 		// Recognised by its magic alone: nothing in it can refer to
 		// anything (see disk.Format.Inspect).

@@ -19,5 +19,5 @@ func ExampleParse() {
 	// 21474836480 20 GiB
 	// 1610612736 1.5 GiB
 	// 512 512 B
-	// invalid size "10GB": expected a number with an optional suffix K, M, G, T, P or E (powers of 1024), e.g. 20G
+	// invalid size "10GB": expected a number of bytes with an optional suffix B, K, M, G, T, P or E (in either case; powers of 1024), e.g. 20G or 1.5T
 }

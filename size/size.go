@@ -30,7 +30,7 @@ import (
 
 // Errors a *Error wraps; test with errors.Is.
 var (
-	ErrSyntax = errors.New("expected a number with an optional suffix K, M, G, T, P or E (powers of 1024), e.g. 20G")
+	ErrSyntax = errors.New("expected a number of bytes with an optional suffix B, K, M, G, T, P or E (in either case; powers of 1024), e.g. 20G or 1.5T")
 	ErrRange  = errors.New("too large: the largest size is 9223372036854775807 bytes (8 EiB - 1 byte)")
 )
 

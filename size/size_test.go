@@ -85,7 +85,7 @@ func TestParseErrors(t *testing.T) {
 	}{
 		{"", ErrSyntax, `invalid size "": expected a number`},
 		{"   ", ErrSyntax, "expected a number"},
-		{"10GB", ErrSyntax, `invalid size "10GB": expected a number with an optional suffix K, M, G, T, P or E (powers of 1024), e.g. 20G`},
+		{"10GB", ErrSyntax, `invalid size "10GB": expected a number of bytes with an optional suffix B, K, M, G, T, P or E (in either case; powers of 1024), e.g. 20G or 1.5T`},
 		{"ten", ErrSyntax, "expected a number"},
 		{"10 G", ErrSyntax, "expected a number"},
 		{"10G ", ErrSyntax, "expected a number"},

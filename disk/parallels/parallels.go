@@ -14,7 +14,7 @@ import (
 )
 
 func init() {
-	disk.Register(disk.Format{Name: "parallels", Sniff: Sniff, Inspect: Inspect})
+	disk.Register(disk.Format{Name: "parallels", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".hdd", ".hds"}})
 }
 
 // The magics of version 1 and of version 2 (with extensions).

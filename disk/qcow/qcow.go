@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	disk.Register(disk.Format{Name: "qcow", Sniff: Sniff, Inspect: Inspect})
+	disk.Register(disk.Format{Name: "qcow", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".qcow"}})
 }
 
 // magic is "QFI\xfb", shared with qcow2; the version that follows tells

@@ -10,13 +10,14 @@ import (
 
 func init() {
 	disk.Register(disk.Format{
-		Name:      "qcow2",
-		Sniff:     Sniff,
-		Inspect:   Inspect,
-		Open:      Open,
-		Create:    Create,
-		BlockSize: BlockSize,
-		Check:     Check,
+		Name:       "qcow2",
+		Sniff:      Sniff,
+		Inspect:    Inspect,
+		Open:       Open,
+		Create:     Create,
+		BlockSize:  BlockSize,
+		Extensions: []string{".qcow2"},
+		Check:      Check,
 	})
 }
 

@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	disk.Register(disk.Format{Name: "qed", Sniff: Sniff, Inspect: Inspect})
+	disk.Register(disk.Format{Name: "qed", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".qed"}})
 }
 
 // Sniff recognises the magic "QED\0".

@@ -13,13 +13,14 @@ import (
 
 func init() {
 	disk.Register(disk.Format{
-		Name:      "raw",
-		Sniff:     func(io.ReaderAt, int64) bool { return true },
-		Inspect:   Inspect,
-		Open:      Open,
-		Create:    Create,
-		BlockSize: func(disk.CreateOptions) int64 { return BlockSize },
-		Generic:   true,
+		Name:       "raw",
+		Sniff:      func(io.ReaderAt, int64) bool { return true },
+		Inspect:    Inspect,
+		Open:       Open,
+		Create:     Create,
+		BlockSize:  func(disk.CreateOptions) int64 { return BlockSize },
+		Extensions: []string{".raw", ".img"},
+		Generic:    true,
 	})
 }
 

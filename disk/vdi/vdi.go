@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	disk.Register(disk.Format{Name: "vdi", Sniff: Sniff, Inspect: Inspect})
+	disk.Register(disk.Format{Name: "vdi", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".vdi"}})
 }
 
 // signature is the image signature at offset 0x40, little-endian.

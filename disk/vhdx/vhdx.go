@@ -18,7 +18,7 @@ import (
 )
 
 func init() {
-	disk.Register(disk.Format{Name: "vhdx", Sniff: Sniff, Inspect: Inspect})
+	disk.Register(disk.Format{Name: "vhdx", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".vhdx"}})
 }
 
 // Sniff recognises the file type identifier "vhdxfile" at offset 0

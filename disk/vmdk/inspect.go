@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	disk.Register(disk.Format{Name: "vmdk", Sniff: Sniff, Inspect: Inspect})
+	disk.Register(disk.Format{Name: "vmdk", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".vmdk"}})
 }
 
 // Sniff recognises a hosted sparse extent ("KDMV"), an ESX COW disk

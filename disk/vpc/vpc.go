@@ -16,7 +16,7 @@ import (
 )
 
 func init() {
-	disk.Register(disk.Format{Name: "vpc", Sniff: Sniff, Inspect: Inspect})
+	disk.Register(disk.Format{Name: "vpc", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".vhd", ".vpc"}})
 }
 
 // Sniff recognises the footer's cookie "conectix": a dynamic VHD starts
