@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ucphhpc/gen-vm-image-go/arch"
@@ -17,6 +18,10 @@ type option struct {
 	dest    string
 	metavar string // empty for switches that take no value
 	help    string
+	// choices, when set, are the only values accepted (and completed).
+	choices []string
+	// complete says what a value is, for shell completion (completeFile, ...).
+	complete string
 }
 
 func (o option) takesValue() bool { return o.metavar != "" }
@@ -73,9 +78,24 @@ func parseArgs(args []string, opts []option) (*parsed, error) {
 			i++
 			value = args[i]
 		}
+		if len(o.choices) > 0 && !slices.Contains(o.choices, value) {
+			msg := fmt.Sprintf("argument %s: invalid choice: %q (choose from %s)", strings.Join(o.names, "/"), value, quoteAll(o.choices))
+			if s := suggest(value, o.choices); s != "" {
+				msg += fmt.Sprintf("; did you mean %q?", s)
+			}
+			return nil, &usageError{msg}
+		}
 		p.values[o.dest] = value
 	}
 	return p, nil
+}
+
+func quoteAll(list []string) string {
+	q := make([]string, len(list))
+	for i, s := range list {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return strings.Join(q, ", ")
 }
 
 // findOption matches an exact name first, then a unique prefix of a long
@@ -105,7 +125,15 @@ func findOption(name string, opts []option) (option, error) {
 	case 1:
 		return matches[0], nil
 	case 0:
-		return option{}, &usageError{fmt.Sprintf("unrecognized arguments: %s", name)}
+		var all []string
+		for _, o := range opts {
+			all = append(all, o.names...)
+		}
+		msg := fmt.Sprintf("unrecognized arguments: %s", name)
+		if s := suggest(name, append(all, "--help")); s != "" {
+			msg += fmt.Sprintf(" (did you mean %s?)", s)
+		}
+		return option{}, &usageError{msg}
 	default:
 		return option{}, &usageError{fmt.Sprintf("ambiguous option: %s could match %s", name, strings.Join(spelled, ", "))}
 	}
@@ -123,27 +151,27 @@ func isNumber(s string) bool {
 	return true
 }
 
-// formatOptions renders option help the way argparse lays it out.
-func formatOptions(opts []option) string {
+// formatOptions renders option help the way argparse lays it out, the
+// help reflowed to width.
+func formatOptions(opts []option, width int) string {
 	var b strings.Builder
 	for _, o := range opts {
-		var forms []string
-		for _, n := range o.names {
-			if o.takesValue() {
-				forms = append(forms, n+" "+o.metavar)
-			} else {
-				forms = append(forms, n)
-			}
-		}
-		head := "  " + strings.Join(forms, ", ")
-		help := strings.ReplaceAll(o.help, "\n", "\n"+strings.Repeat(" ", 24))
-		if len(head) <= 22 {
-			fmt.Fprintf(&b, "%-24s%s\n", head, help)
-		} else {
-			fmt.Fprintf(&b, "%s\n%s%s\n", head, strings.Repeat(" ", 24), help)
-		}
+		b.WriteString(helpItem("  "+strings.Join(o.forms(), ", "), o.help, width))
 	}
 	return b.String()
+}
+
+// forms are the option's spellings with their value: "-i SINGLE_INPUT".
+func (o option) forms() []string {
+	var forms []string
+	for _, n := range o.names {
+		if o.takesValue() {
+			forms = append(forms, n+" "+o.metavar)
+		} else {
+			forms = append(forms, n)
+		}
+	}
+	return forms
 }
 
 // usageLine renders "[-i SINGLE_INPUT]" items for the usage line.

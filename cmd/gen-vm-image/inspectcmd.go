@@ -14,14 +14,10 @@ import (
 )
 
 var inspectOptions = []option{
-	{names: []string{"-f", "--format"}, dest: "format", metavar: "FORMAT",
+	{names: []string{"-f", "--format"}, dest: "format", metavar: "FORMAT", complete: completeFormat,
 		help: "The image's format; it must agree with the content. (default: detected)"},
-	{names: []string{"--output"}, dest: "output", metavar: "{human,json}",
+	{names: []string{"--output"}, dest: "output", metavar: "{human,json}", choices: []string{"human", "json"},
 		help: "Print a text report or JSON with qemu-img's field names. (default: human)"},
-}
-
-func inspectUsage(cmd string) string {
-	return fmt.Sprintf("usage: %s %s [-h] [-f FORMAT] [--output {human,json}] filename\n", prog, cmd)
 }
 
 // inspected is the file a check or info command line names, opened.
@@ -32,32 +28,14 @@ type inspected struct {
 	asJSON   bool
 }
 
-// openForInspection parses a check/info command line and opens the file.
-// On failure it has already printed and returns the exit code.
-func openForInspection(e env, cmd, help string, args []string) (in inspected, code int, ok bool) {
-	p, err := parseArgs(args, inspectOptions)
-	if err != nil {
-		return in, usageFail(e, inspectUsage(cmd), err), false
-	}
-	if p.help {
-		fmt.Fprint(e.stdout, inspectUsage(cmd)+"\n"+help+"\noptions:\n  -h, --help            show this help message and exit\n"+formatOptions(inspectOptions))
-		return in, 0, false
-	}
-	if len(p.positionals) != 1 {
-		return in, usageFail(e, inspectUsage(cmd), fmt.Errorf("expected exactly one filename")), false
-	}
-	switch p.values["output"] {
-	case "", "human":
-	case "json":
-		in.asJSON = true
-	default:
-		return in, usageFail(e, inspectUsage(cmd), fmt.Errorf("argument --output: invalid choice: %q (choose from 'human', 'json')", p.values["output"])), false
-	}
+// openForInspection opens the file a check or info command line names.
+// On failure it has already said why and returns false.
+func openForInspection(e env, p *parsed) (in inspected, ok bool) {
 	path := p.positionals[0]
 	f, err := os.Open(path)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %v\n", prog, err)
-		return in, genvm.CodePathNotFound, false
+		return in, false
 	}
 	st, err := f.Stat()
 	if err == nil && !st.Mode().IsRegular() {
@@ -66,37 +44,76 @@ func openForInspection(e env, cmd, help string, args []string) (in inspected, co
 	if err != nil {
 		f.Close()
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, path, err)
-		return in, genvm.CodeLoadFailed, false
+		return in, false
 	}
-	return inspected{f: f, size: st.Size(), declared: p.values["format"], asJSON: in.asJSON}, 0, true
+	return inspected{f: f, size: st.Size(), declared: p.values["format"], asJSON: p.values["output"] == "json"}, true
 }
 
-const checkHelp = `Check the consistency of an image, natively (qemu-img check's figures):
-reference counts against references, leaks, overlaps, out-of-range offsets and
-COPIED flags. Exit code: 0 clean, 8 errors or leaks found, 2 unreadable.
-`
+// The exit codes of check, as qemu-img check's (qemu-img.c img_check).
+const (
+	checkClean       = 0
+	checkIncomplete  = 1  // the check could not complete: no such file, unreadable, malformed
+	checkCorrupt     = 2  // corruption (errors) found
+	checkLeaks       = 3  // only leaked clusters found
+	checkUnsupported = 63 // the format has no consistency check
+)
 
-func runCheck(ctx context.Context, e env, args []string) int {
-	in, code, ok := openForInspection(e, "check", checkHelp, args)
+func checkCommand() command {
+	return command{
+		name:    "check",
+		summary: "Check the consistency of an image (like qemu-img check)",
+		description: `Check the consistency of an image, natively, with qemu-img check's figures:
+reference counts against references, leaks, overlaps, out-of-range offsets and
+COPIED flags.`,
+		args:    []positional{{name: "filename", help: "The image to check.", complete: completeFile}},
+		options: inspectOptions,
+		epilog: `exit codes (as qemu-img check's):
+  0    no errors were found
+  1    the check could not complete (no such file, an unreadable or malformed image)
+  2    the image is corrupted
+  3    the image only leaks clusters (space is wasted, no data is harmed)
+  63   the image's format has no consistency check (raw)
+`,
+		run: runCheck,
+	}
+}
+
+func infoCommand() command {
+	return command{
+		name:    "info",
+		summary: "Describe an image (like qemu-img info)",
+		description: `Describe an image: format, virtual size, disk usage and the format's own
+details, as qemu-img info does (--output json uses qemu-img's field names),
+and whether single and convert would take it as an input.`,
+		args:    []positional{{name: "filename", help: "The image to describe.", complete: completeFile}},
+		options: inspectOptions,
+		epilog: `exit codes: 0 described, 1 no such file, 2 not an image that can be described.
+`,
+		run: runInfo,
+	}
+}
+
+func runCheck(ctx context.Context, e env, p *parsed) int {
+	in, ok := openForInspection(e, p)
 	if !ok {
-		return code
+		return checkIncomplete
 	}
 	f, asJSON := in.f, in.asJSON
 	defer f.Close()
 	name, err := inspect.Detect(f, in.size, in.declared)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
-		return genvm.CodeLoadFailed
+		return checkIncomplete
 	}
 	format, _ := disk.Lookup(name)
 	if format.Check == nil {
-		fmt.Fprintf(e.stderr, "%s: %s: %s images have no consistency check\n", prog, f.Name(), format.Name)
-		return genvm.CodeCheck
+		fmt.Fprintf(e.stderr, "%s: %s: This image format (%s) does not support checks\n", prog, f.Name(), format.Name)
+		return checkUnsupported
 	}
 	report, err := format.Check(f, in.size)
 	if err != nil {
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
-		return genvm.CodeLoadFailed
+		return checkIncomplete
 	}
 	if asJSON {
 		out := struct {
@@ -134,15 +151,14 @@ func runCheck(ctx context.Context, e env, args []string) int {
 				report.AllocatedClusters, report.TotalClusters, pct(report.AllocatedClusters), alloc, comp, report.ImageEndOffset)
 		}
 	}
-	if !report.OK() {
-		return genvm.CodeCheck
+	switch {
+	case report.Errors+report.Corruptions > 0:
+		return checkCorrupt
+	case report.Leaks > 0:
+		return checkLeaks
 	}
-	return 0
+	return checkClean
 }
-
-const infoHelp = `Describe an image: format, virtual size, disk usage and the format's own
-details, as qemu-img info does (--output json uses qemu-img's field names).
-`
 
 // qemuInfo mirrors qemu-img info --output=json.
 type qemuInfo struct {
@@ -213,10 +229,10 @@ func printFields(w io.Writer, fields []disk.Field, indent string) {
 	}
 }
 
-func runInfo(ctx context.Context, e env, args []string) int {
-	in, code, ok := openForInspection(e, "info", infoHelp, args)
+func runInfo(ctx context.Context, e env, p *parsed) int {
+	in, ok := openForInspection(e, p)
 	if !ok {
-		return code
+		return genvm.CodePathNotFound
 	}
 	f := in.f
 	defer f.Close()

@@ -178,7 +178,7 @@ func TestSignalDuringDownload(t *testing.T) {
 		big[i] = byte(rng.Uint32()) | 1 // never all zeros, never a format's magic
 	}
 	copy(big, "not an image header")
-	other := bytes.Repeat([]byte("other image "), 1<<16)
+	other := bytes.Repeat([]byte("\x00\xa5other image "), 1<<16) // binary: a disk, not a text file
 	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
 		t.Run(sig.String(), func(t *testing.T) {
 			srv := newTrickleServer(t, map[string][]byte{"/big.raw": big, "/other.raw": other})

@@ -87,21 +87,10 @@ type env struct {
 	progress bool
 }
 
-type command struct {
-	name    string
-	summary string
-	run     func(ctx context.Context, e env, args []string) int
-}
-
+// commands are the subcommands, in the order --help lists them.
 func commands() []command {
-	return []command{
-		{"single", "Generate a single Virtual Machine Image", runSingle},
-		{"multiple", "Generate multiple Virtual Machine Images from an architecture file", runMultiple},
-		{"convert", "Convert an image to another format (like qemu-img convert)", runConvert},
-		{"check", "Check the consistency of an image (like qemu-img check)", runCheck},
-		{"info", "Describe an image (like qemu-img info)", runInfo},
-		{"json", "Read a JSON request on stdin (the corc plugin interface) and answer in JSON", runJSON},
-	}
+	return []command{singleCommand(), multipleCommand(), convertCommand(), checkCommand(), infoCommand(), jsonCommand(),
+		completionCommand(), manCommand()}
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
@@ -110,12 +99,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		e.progress = true
 	}
 	if len(args) == 0 {
-		fmt.Fprint(stdout, topHelp())
+		fmt.Fprint(stdout, topHelp(e.width()))
 		return 0
 	}
 	switch args[0] {
 	case "-h", "--help":
-		fmt.Fprint(stdout, topHelp())
+		fmt.Fprint(stdout, topHelp(e.width()))
 		return 0
 	case "-V", "--version":
 		fmt.Fprintln(stdout, versionLine())
@@ -123,40 +112,48 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
-			return c.run(ctx, e, args[1:])
+			return c.invoke(ctx, e, args[1:])
 		}
 	}
-	fmt.Fprintf(stderr, "usage: %s [-h] [--version] {%s} ...\n%s: error: argument COMMAND: invalid choice: %q (choose from %s)\n",
-		prog, commandNames(), prog, args[0], commandNames())
+	msg := fmt.Sprintf("argument COMMAND: invalid choice: %q (choose from %s)", args[0], strings.Join(commandNames(), ", "))
+	if strings.HasPrefix(args[0], "-") {
+		msg = fmt.Sprintf("unrecognized arguments: %s (the options go after the command: %s COMMAND -h lists them)", args[0], prog)
+	}
+	if s := suggest(args[0], append(commandNames(), "--help", "--version")); s != "" {
+		msg += fmt.Sprintf("; did you mean %q?", s)
+	}
+	fmt.Fprintf(stderr, "%s%s: error: %s\n", topUsage(e.width()), prog, msg)
 	return 2
 }
 
-func commandNames() string {
+func commandNames() []string {
 	var names []string
 	for _, c := range commands() {
 		names = append(names, c.name)
 	}
-	return strings.Join(names, ",")
+	return names
 }
 
-func topHelp() string {
+func topUsage(width int) string {
+	return fill("usage: "+prog+" ", []string{"[-h]", "[--version]", "{" + strings.Join(commandNames(), ",") + "}", "..."}, width)
+}
+
+const topDescription = `Generate virtual machine disk images: blank, or based on a local or downloaded
+image that is verified, converted and resized. No external programs are needed.`
+
+func topHelp(width int) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "usage: %s [-h] [--version] {%s} ...\n\n", prog, commandNames())
-	b.WriteString("Generate virtual machine disk images: blank, or based on a local or downloaded\n" +
-		"image that is verified, converted and resized. No external programs are needed.\n\n")
-	b.WriteString("options:\n  -h, --help         show this help message and exit\n  --version, -V      Print the version of the program\n\n")
-	b.WriteString("COMMAND:\n")
+	b.WriteString(topUsage(width))
+	b.WriteString("\n" + reflow(topDescription, width, "") + "\n")
+	b.WriteString("\noptions:\n")
+	b.WriteString(helpItem("  -h, --help", "show this help message and exit", width))
+	b.WriteString(helpItem("  --version, -V", "Print the version of the program", width))
+	b.WriteString("\nCOMMAND:\n")
 	for _, c := range commands() {
-		fmt.Fprintf(&b, "  %-19s%s\n", c.name, c.summary)
+		b.WriteString(helpItem("  "+c.name, c.summary, width))
 	}
 	fmt.Fprintf(&b, "\nRun '%s COMMAND -h' for a command's options.\n", prog)
 	return b.String()
-}
-
-// usageFail prints an argparse-style error and returns its exit code 2.
-func usageFail(e env, usage string, err error) int {
-	fmt.Fprintf(e.stderr, "%s%s: error: %v\n", usage, prog, err)
-	return 2
 }
 
 // respond prints the JSON result (stdout on success, stderr on failure) and

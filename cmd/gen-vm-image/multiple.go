@@ -2,44 +2,35 @@ package main
 
 import (
 	"context"
-	"fmt"
-	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"github.com/ucphhpc/gen-vm-image-go/jsonproto"
 )
 
 var multipleOptions = []option{
-	{names: []string{"-iod", "-od", "--output-directory"}, dest: "output_directory", metavar: "MULTIPLE_OUTPUT_DIRECTORY",
+	{names: []string{"-iod", "-od", "--output-directory"}, dest: "output_directory", metavar: "MULTIPLE_OUTPUT_DIRECTORY", complete: completeDir,
 		help: "The path to the output directory where the images will be saved.\n(default: generated-images)"},
 	{names: []string{"--overwrite"}, dest: "overwrite", help: "Whether the tool should overwrite existing image disks."},
 	{names: []string{"--fail-fast"}, dest: "fail_fast",
 		help: "Stop at the first image that fails, as the Python tool does. By default\nevery image that can be built is built and every failure is reported."},
 	{names: []string{"--allow-shrink"}, dest: "allow_shrink",
 		help: "Allow sizes below an input's virtual size; the data beyond them is lost."},
-	{names: []string{"--cache-dir"}, dest: "cache_dir", metavar: "DIR",
+	{names: []string{"--cache-dir"}, dest: "cache_dir", metavar: "DIR", complete: completeDir,
 		help: "Where downloads are cached. (default: $GVI_CACHE_DIR, else\n$XDG_CACHE_HOME/gen-vm-image or ~/.cache/gen-vm-image)"},
 	noSyncOption,
 	downloadOptions[0], downloadOptions[1],
-	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
+	verboseOption, quietOption,
 }
 
-func multipleUsage() string {
-	return fmt.Sprintf("usage: %s multiple [-h] %s architecture_path\n", prog, strings.Join(usageItems(multipleOptions), " "))
-}
-
-func multipleHelp() string {
-	return multipleUsage() + `
-Generate every image that a YAML architecture file declares. The whole file is
-validated first, and every problem is reported at once with its line number.
-
-positional arguments:
-  architecture_path     The path to the architecture file that defines the images that should be generated.
-
-options:
-  -h, --help            show this help message and exit
-` + formatOptions(multipleOptions) + `
-The architecture file:
+func multipleCommand() command {
+	return command{
+		name:    "multiple",
+		summary: "Generate multiple Virtual Machine Images from an architecture file",
+		description: `Generate every image that a YAML architecture file declares. The whole file is
+validated first, and every problem is reported at once with its line number.`,
+		args:    []positional{{name: "architecture_path", help: "The path to the architecture file that defines the images that should be generated.", complete: completeFile}},
+		options: multipleOptions,
+		epilog: `The architecture file:
 
   owner: <string>                 # required
   images:                         # required
@@ -47,7 +38,7 @@ The architecture file:
       name: <string>              # required
       size: <string>              # required: 20G, 512M, ...
       version: <string|number>    # optional: NAME-VERSION.FORMAT
-      format: <string>            # optional: ` + writableFormats(true) + `
+      format: <string>            # optional: ` + "`" + ` + writableFormats(true) + ` + "`" + `
       input:                      # optional: the image to base this one on
         path: <string>            # a local file, or
         url: <url> | [<url>, ...] # a download (a list: mirrors, tried in order)
@@ -58,32 +49,20 @@ The architecture file:
 
 The result is printed as JSON: on stdout on success, on stderr on failure, with
 the return code of the first failure as the exit code.
-`
+`,
+		run: runMultiple,
+	}
 }
 
-func runMultiple(ctx context.Context, e env, args []string) int {
-	p, err := parseArgs(args, multipleOptions)
-	if err != nil {
-		return usageFail(e, multipleUsage(), err)
-	}
-	if p.help {
-		fmt.Fprint(e.stdout, multipleHelp())
-		return 0
-	}
-	switch {
-	case len(p.positionals) == 0:
-		return usageFail(e, multipleUsage(), fmt.Errorf("the following arguments are required: architecture_path"))
-	case len(p.positionals) > 1:
-		return usageFail(e, multipleUsage(), fmt.Errorf("unrecognized arguments: %s", strings.Join(p.positionals[1:], " ")))
-	}
+func runMultiple(ctx context.Context, e env, p *parsed) int {
 	verbose := p.switches["verbose"]
 	a, err := genvm.LoadArchitecture(p.positionals[0])
 	if err != nil {
 		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 	}
 	opts, stop, err := runOptions(e, p)
-	defer stop()
 	if err != nil {
+		stop()
 		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 	}
 	res, err := genvm.Build(ctx, genvm.BuildSpec{
@@ -92,5 +71,7 @@ func runMultiple(ctx context.Context, e env, args []string) int {
 		Overwrite:       p.switches["overwrite"],
 		AllowShrink:     p.switches["allow_shrink"],
 	}, opts...)
+	stop()
+	notify(e, p, res.Notices)
 	return respond(e, jsonproto.NewResponse(res.Summary, res.Messages, verbose, err))
 }

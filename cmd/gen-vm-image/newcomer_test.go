@@ -141,3 +141,32 @@ func TestInputMistakes(t *testing.T) {
 		})
 	}
 }
+
+// TestNotADiskInput: an HTML page, a text file or a tar given as an input
+// is refused (code 2) saying what it looks like; -if raw takes it anyway.
+func TestNotADiskInput(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"index.html": "<!DOCTYPE html>\n<html><body>Index of /</body></html>\n",
+		"notes.txt":  strings.Repeat("this is not a disk\n", 40),
+	}
+	for name, content := range files {
+		path := filepath.Join(dir, name)
+		writeFile(t, path, content)
+		r := gvi(t, dir, "single", "x", "1M", "-i", path, "-od", filepath.Join(dir, "out"))
+		if resp := r.result(t); r.code != 2 || !strings.Contains(resp.Response, "not a disk image") || !strings.Contains(resp.Response, "-if raw") {
+			t.Errorf("%s: exit %d %q", name, r.code, resp.Response)
+		}
+		r = gvi(t, dir, "single", "x-"+name, "1M", "-i", path, "-if", "raw", "-od", filepath.Join(dir, "out"))
+		if resp := r.result(t); r.code != 0 {
+			t.Errorf("%s with -if raw: exit %d %q", name, r.code, resp.Response)
+		}
+	}
+	// A raw disk that is not a whole number of sectors is taken, with a notice.
+	odd := filepath.Join(dir, "odd.raw")
+	os.WriteFile(odd, append(make([]byte, 1000), 1), 0o644)
+	r := gvi(t, dir, "single", "odd", "1M", "-i", odd, "-od", filepath.Join(dir, "out"))
+	if r.code != 0 || !strings.Contains(r.stderr, "not a whole number of 512-byte sectors") {
+		t.Errorf("odd size: exit %d %q", r.code, r.stderr)
+	}
+}

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"fmt"
+
 	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 )
@@ -8,6 +10,24 @@ import (
 // noSyncOption is the same switch for every command that writes images.
 var noSyncOption = option{names: []string{"--no-sync"}, dest: "no_sync",
 	help: "Do not wait for each image to reach the disk before it is\nrenamed into place (qemu-img's default). Faster on slow disks,\nbut after a crash or power loss an image may be there with data\nmissing: for throwaway builds."}
+
+// The switches every command that writes images has.
+var (
+	verboseOption = option{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."}
+	quietOption   = option{names: []string{"--quiet", "-q"}, dest: "quiet",
+		help: "Print nothing but the JSON result: no progress line, no notices."}
+)
+
+// notify prints what the user should see without -v (an image kept, an
+// unknown key in an architecture file) on stderr, unless -q.
+func notify(e env, p *parsed, notices []string) {
+	if p.switches["quiet"] {
+		return
+	}
+	for _, n := range notices {
+		fmt.Fprintf(e.stderr, "%s: notice: %s\n", prog, n)
+	}
+}
 
 // downloadOptions bound the downloads of the commands that download.
 var downloadOptions = []option{
@@ -48,7 +68,7 @@ func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) 
 	if err != nil {
 		return nil, stop, err
 	}
-	if e.progress {
+	if e.progress && !p.switches["quiet"] {
 		bar := newProgressBar(e.stderr)
 		stop = bar.finish
 		opts = append(opts, genvm.WithProgress(bar.update))

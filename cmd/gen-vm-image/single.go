@@ -13,11 +13,11 @@ import (
 )
 
 var singleOptions = []option{
-	{names: []string{"-i", "--input"}, dest: "input", metavar: "SINGLE_INPUT",
+	{names: []string{"-i", "--input"}, dest: "input", metavar: "SINGLE_INPUT", complete: completeFile,
 		help: "The path or url to the input image that the generated image should be based on.\nA url (http or https) is downloaded into the cache, verified while it\ndownloads, and decompressed if it is .xz, .gz, .bz2 or .zst."},
-	{names: []string{"-if", "--input-format"}, dest: "input_format", metavar: "SINGLE_INPUT_FORMAT",
+	{names: []string{"-if", "--input-format"}, dest: "input_format", metavar: "SINGLE_INPUT_FORMAT", complete: completeFormat,
 		help: "The format of the input image. Detected from the content if not provided;\nif provided, it must agree with the content."},
-	{names: []string{"-ict", "--input-checksum-type"}, dest: "checksum_type", metavar: "SINGLE_INPUT_CHECKSUM_TYPE",
+	{names: []string{"-ict", "--input-checksum-type"}, dest: "checksum_type", metavar: "SINGLE_INPUT_CHECKSUM_TYPE", complete: completeAlgorithm,
 		help: "The checksum type that should be used to validate the input image if set\n(a Python hashlib name: md5, sha1, sha256, sha512, sha3_256, blake2b, ...)."},
 	{names: []string{"-ic", "--input-checksum"}, dest: "checksum", metavar: "SINGLE_INPUT_CHECKSUM",
 		help: "The checksum that should be used to validate the input image if set (hex)."},
@@ -25,17 +25,17 @@ var singleOptions = []option{
 		help: "The buffer size that is used to read the input image when calculating the\nchecksum value. (default: 65536)"},
 	{names: []string{"-icrb", "--input-checksum-read-bytes"}, dest: "checksum_read_bytes", metavar: "SINGLE_INPUT_CHECKSUM_READ_BYTES",
 		help: "The amount of bytes that should be read from the input image to be used to\ncalculate the expected checksum value. (default: the whole file)"},
-	{names: []string{"--input-checksum-file"}, dest: "checksum_file", metavar: "URL_OR_PATH",
+	{names: []string{"--input-checksum-file"}, dest: "checksum_file", metavar: "URL_OR_PATH", complete: completeFile,
 		help: "A checksum file (SHA256SUMS, CHECKSUM: GNU \"HEX  NAME\" or BSD\n\"SHA256 (NAME) = HEX\" lines) that lists the input's checksum under its file\nname; instead of -ic. -ict, when given, picks the algorithm."},
-	{names: []string{"--input-checksum-signature"}, dest: "checksum_signature", metavar: "URL_OR_PATH",
+	{names: []string{"--input-checksum-signature"}, dest: "checksum_signature", metavar: "URL_OR_PATH", complete: completeFile,
 		help: "A detached OpenPGP signature (.gpg, .sig, .asc) of the checksum file."},
-	{names: []string{"--input-checksum-key"}, dest: "checksum_key", metavar: "PATH_OR_URL",
+	{names: []string{"--input-checksum-key"}, dest: "checksum_key", metavar: "PATH_OR_URL", complete: completeFile,
 		help: "The OpenPGP public key that must have signed the checksum file (with\n--input-checksum-signature, or a clear-signed checksum file without it)."},
-	{names: []string{"--cache-dir"}, dest: "cache_dir", metavar: "DIR",
+	{names: []string{"--cache-dir"}, dest: "cache_dir", metavar: "DIR", complete: completeDir,
 		help: "Where downloads are cached. (default: $GVI_CACHE_DIR, else\n$XDG_CACHE_HOME/gen-vm-image or ~/.cache/gen-vm-image)"},
-	{names: []string{"-od", "--output-directory"}, dest: "output_directory", metavar: "SINGLE_OUTPUT_DIRECTORY",
+	{names: []string{"-od", "--output-directory"}, dest: "output_directory", metavar: "SINGLE_OUTPUT_DIRECTORY", complete: completeDir,
 		help: "The path to the output directory where the image will be saved.\n(default: generated-images)"},
-	{names: []string{"-of", "--output-format"}, dest: "output_format", metavar: "SINGLE_OUTPUT_FORMAT",
+	{names: []string{"-of", "--output-format"}, dest: "output_format", metavar: "SINGLE_OUTPUT_FORMAT", complete: completeWritable,
 		help: outputFormatHelp("The format of the output image")},
 	{names: []string{"-V", "--version"}, dest: "version", metavar: "SINGLE_VERSION",
 		help: "The version of the image that is generated; the file is NAME-VERSION.FORMAT."},
@@ -45,52 +45,34 @@ var singleOptions = []option{
 		help: "Allow a size below the input's virtual size; the data beyond it is lost."},
 	noSyncOption,
 	downloadOptions[0], downloadOptions[1],
-	{names: []string{"--verbose", "-v"}, dest: "verbose", help: "Print verbose output."},
+	verboseOption, quietOption,
 }
 
-func singleUsage() string {
-	return fmt.Sprintf("usage: %s single [-h] %s\n                    name size\n",
-		prog, strings.Join(usageItems(singleOptions), " "))
-}
-
-func singleHelp() string {
-	return singleUsage() + `
-Generate a single Virtual Machine Image: a blank image of SIZE, or one based
+func singleCommand() command {
+	return command{
+		name:    "single",
+		summary: "Generate a single Virtual Machine Image",
+		description: `Generate a single Virtual Machine Image: a blank image of SIZE, or one based
 on an input image (a local file, or a URL downloaded once into the cache) that
 is verified against a checksum, converted to the output format and resized to
 SIZE. The image is written to OUTPUT_DIRECTORY/NAME[-VERSION].FORMAT under a
-temporary name and renamed into place only when complete and checked.
-
-positional arguments:
-  name                  The name of the image that will be generated.
-  size                  The size of the image that will be generated: a number of bytes with an
-                        optional suffix K, M, G, T, P or E (powers of 1024), e.g. 20G.
-
-options:
-  -h, --help            show this help message and exit
-` + formatOptions(singleOptions) + `
-The result is printed as JSON: on stdout on success, on stderr on failure,
+temporary name and renamed into place only when complete and checked.`,
+		args: []positional{
+			{name: "name", help: "The name of the image that will be generated."},
+			{name: "size", help: "The size of the image that will be generated: a number of bytes with an optional suffix B, K, M, G, T, P or E (powers of 1024), e.g. 20G."},
+		},
+		options: singleOptions,
+		epilog: `The result is printed as JSON: on stdout on success, on stderr on failure,
 and the exit code is its return_code (see the README for the table).
-`
+`,
+		run: runSingle,
+	}
 }
 
-func runSingle(ctx context.Context, e env, args []string) int {
-	p, err := parseArgs(args, singleOptions)
-	if err != nil {
-		return usageFail(e, singleUsage(), err)
-	}
-	if p.help {
-		fmt.Fprint(e.stdout, singleHelp())
-		return 0
-	}
-	if len(p.positionals) != 2 {
-		if len(p.positionals) < 2 {
-			return usageFail(e, singleUsage(), fmt.Errorf("the following arguments are required: %s", strings.Join([]string{"name", "size"}[len(p.positionals):], ", ")))
-		}
-		return usageFail(e, singleUsage(), fmt.Errorf("unrecognized arguments: %s", strings.Join(p.positionals[2:], " ")))
-	}
+func runSingle(ctx context.Context, e env, p *parsed) int {
+	c := singleCommand()
 	if err := checkInputOptions(p); err != nil {
-		return usageFail(e, singleUsage(), err)
+		return c.fail(e, err)
 	}
 	spec := genvm.Spec{
 		Name:            p.positionals[0],
@@ -120,11 +102,13 @@ func runSingle(ctx context.Context, e env, args []string) int {
 		}
 	}
 	opts, stop, err := runOptions(e, p)
-	defer stop()
 	if err != nil {
+		stop()
 		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 	}
 	res, err := genvm.Generate(ctx, spec, opts...)
+	stop()
+	notify(e, p, res.Notices)
 	return respond(e, jsonproto.NewResponse("", res.Messages, verbose, err))
 }
 
