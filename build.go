@@ -59,7 +59,14 @@ func LoadArchitecture(path string) (*arch.Architecture, error) {
 		known = append(known, f.Name)
 	}
 	a, err := arch.Load(path, arch.WithOutputFormats(disk.WritableFormats()...),
-		arch.WithInputFormats(known, disk.ReadableFormats()))
+		arch.WithInputFormats(known, disk.ReadableFormats()),
+		arch.WithOutputCheck(func(format string, options map[string]string, compress bool) error {
+			f, ok := disk.Lookup(format)
+			if !ok {
+				return nil // reported as an unknown format already
+			}
+			return f.CheckOptions(disk.CreateOptions{Options: options, Compress: compress})
+		}))
 	if err == nil {
 		return a, nil
 	}
@@ -98,6 +105,8 @@ func SpecFor(im arch.Image, b BuildSpec) Spec {
 		OutputDirectory: b.OutputDirectory,
 		Overwrite:       b.Overwrite,
 		AllowShrink:     b.AllowShrink,
+		FormatOptions:   im.FormatOptions,
+		Compress:        im.Compress,
 	}
 	if in := im.Input; in != nil {
 		s.Input = &Input{Path: in.Path, URL: in.URL, Format: in.Format}

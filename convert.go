@@ -15,7 +15,10 @@ type ConvertSpec struct {
 	Input        string // path of the input image
 	InputFormat  string // optional; must agree with the content
 	Output       string // path of the new image; replaced if it exists
-	OutputFormat string // default arch.DefaultFormat
+	OutputFormat string // default: what the output's extension says, else arch.DefaultFormat
+	// FormatOptions and Compress are as in Spec.
+	FormatOptions map[string]string
+	Compress      bool
 }
 
 // Convert writes the input image into a new image of the same virtual size,
@@ -28,7 +31,7 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	if err != nil {
 		return res, err
 	}
-	if err := checkWritable(format); err != nil {
+	if _, _, _, _, err := outputFormat(format, spec.FormatOptions, spec.Compress, 0); err != nil {
 		return res, err
 	}
 	src, err := openInput(ctx, &Input{Path: spec.Input, Format: spec.InputFormat}, "", "", o, say)
@@ -45,7 +48,14 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	for _, name := range removed {
 		say("Removed %s, a temporary file left by a run that was killed", name)
 	}
-	if _, err := writeImage(ctx, spec.Output, format, src.image.Size(), src, true, o, say); err != nil {
+	f, createOpt, virtualSize, why, err := outputFormat(format, spec.FormatOptions, spec.Compress, src.image.Size())
+	if err != nil {
+		return res, err
+	}
+	if why != "" {
+		say("The size of %s is %d bytes, not the input's %d: %s", spec.Output, virtualSize, src.image.Size(), why)
+	}
+	if _, err := writeImage(ctx, spec.Output, f, createOpt, virtualSize, src, true, o, say); err != nil {
 		return res, err
 	}
 	res.Created = true

@@ -68,6 +68,12 @@ type Spec struct {
 	// AllowShrink permits a Size below the input's virtual size, which
 	// discards the data beyond it.
 	AllowShrink bool
+	// FormatOptions are the output format's own options, as qemu-img -o
+	// spells them (cluster_size=2M, subformat=fixed); see disk.Format.Options.
+	FormatOptions map[string]string
+	// Compress stores the data compressed (qemu-img convert -c), in the
+	// formats that can.
+	Compress bool
 }
 
 // Input is the image a generated image is based on.
@@ -132,11 +138,18 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	if format == "" {
 		format = arch.DefaultFormat
 	}
-	virtualSize, err := validateSpec(spec, format)
+	requested, err := validateSpec(spec)
+	if err != nil {
+		return err
+	}
+	f, createOpt, virtualSize, why, err := outputFormat(format, spec.FormatOptions, spec.Compress, requested)
 	if err != nil {
 		return err
 	}
 	res.Path = OutputPath(spec.OutputDirectory, spec.Name, spec.Version, format)
+	if why != "" {
+		say("The size of %s is %d bytes, not the %d asked for: %s", res.Path, virtualSize, requested, why)
+	}
 
 	if _, err := os.Lstat(res.Path); err == nil {
 		if !spec.Overwrite {
@@ -180,7 +193,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 		}
 	}
 
-	created, err := writeImage(ctx, res.Path, format, virtualSize, src, spec.Overwrite, o, say)
+	created, err := writeImage(ctx, res.Path, f, createOpt, virtualSize, src, spec.Overwrite, o, say)
 	if err != nil {
 		return err
 	}
@@ -196,7 +209,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 
 // validateSpec checks what can be checked before touching any file and
 // returns the virtual size in bytes.
-func validateSpec(spec Spec, format string) (int64, error) {
+func validateSpec(spec Spec) (int64, error) {
 	if err := arch.CheckFileComponent("name", spec.Name); err != nil {
 		return 0, newError(CodeInvalidAttribute, err, "Invalid image name: %v", err)
 	}
@@ -211,14 +224,8 @@ func validateSpec(spec Spec, format string) (int64, error) {
 		msg := err.Error() // "invalid size ...": said once, as a sentence
 		return 0, newError(CodeInvalidAttribute, err, "%s", strings.ToUpper(msg[:1])+msg[1:])
 	}
-	// A disk is made of 512-byte sectors: qemu-img create rounds every
-	// size up to one, and so do we, so that outputs match the reference's.
 	if n > math.MaxInt64-511 {
 		return 0, newError(CodeInvalidAttribute, nil, "Invalid size %q: too large", spec.Size)
-	}
-	n = (n + 511) &^ 511
-	if err := checkWritable(format); err != nil {
-		return 0, err
 	}
 	if in := spec.Input; in != nil {
 		if in.Path == "" && in.URL == "" {
@@ -252,12 +259,30 @@ func validateSpec(spec Spec, format string) (int64, error) {
 const imageMode = 0o644
 
 // checkWritable refuses output formats we cannot write, naming those we can.
-func checkWritable(format string) error {
-	if f, ok := disk.Lookup(format); !ok || f.Create == nil {
-		return newError(CodeInvalidAttribute, nil,
-			"Invalid output format %q: this version writes %s", format, strings.Join(disk.WritableFormats(), ", "))
+// outputFormat checks what is asked of an output format (that it can be
+// written, its options, compression) and returns the format, the options
+// to create with and the virtual size an image of size bytes gets: a disk
+// is made of 512-byte sectors, and qemu-img create rounds up to one, as
+// we do unless the format rounds otherwise (a VHD to its geometry); why
+// says so when the size changed beyond a sector.
+func outputFormat(name string, options map[string]string, compress bool, size int64) (f disk.Format, opt disk.CreateOptions, virtualSize int64, why string, err error) {
+	f, ok := disk.Lookup(name)
+	if !ok || f.Create == nil {
+		return f, opt, 0, "", newError(CodeInvalidAttribute, nil,
+			"Invalid output format %q: this version writes %s", name, strings.Join(disk.WritableFormats(), ", "))
 	}
-	return nil
+	opt = disk.CreateOptions{Options: options, Compress: compress}
+	if err := f.CheckOptions(opt); err != nil {
+		return f, opt, 0, "", newError(CodeInvalidAttribute, err, "Invalid output options: %v", err)
+	}
+	if f.Size == nil {
+		return f, opt, (size + 511) &^ 511, "", nil
+	}
+	virtualSize, why, err = f.Size(size, opt)
+	if err != nil {
+		return f, opt, 0, "", newError(CodeInvalidAttribute, err, "Invalid size %d for a %s image: %v", size, name, err)
+	}
+	return f, opt, virtualSize, why, nil
 }
 
 func sprintf(format string, args ...any) string { return fmt.Sprintf(format, args...) }
@@ -267,8 +292,8 @@ func sprintf(format string, args ...any) string { return fmt.Sprintf(format, arg
 // is removed and an existing image at path is untouched; without overwrite
 // an image that appeared at path meanwhile (another run) is kept, and
 // created is false.
-func writeImage(ctx context.Context, path, format string, virtualSize int64, src *openedInput, overwrite bool, o *options, say func(string, ...any)) (created bool, err error) {
-	f, _ := disk.Lookup(format)
+func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.CreateOptions, virtualSize int64, src *openedInput, overwrite bool, o *options, say func(string, ...any)) (created bool, err error) {
+	format := f.Name
 	base := filepath.Base(path)
 	tmp, err := output.Create(path, imageMode)
 	if err != nil {
@@ -281,7 +306,6 @@ func writeImage(ctx context.Context, path, format string, virtualSize int64, src
 		}
 	}()
 
-	var createOpt disk.CreateOptions
 	w, err := f.Create(tmp.File, virtualSize, createOpt)
 	if err != nil {
 		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)

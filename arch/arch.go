@@ -71,8 +71,13 @@ type Image struct {
 	SizeBytes int64  // Size as qemu-img reads it
 	Version   string // as written; "" when absent
 	Format    string // DefaultFormat when absent
-	Input     *Input // nil for a blank image
-	Line      int    // line of Key
+	// FormatOptions are the output format's own options (format_options:),
+	// as qemu-img -o spells them; values are kept as written (a YAML true
+	// or false is "on" or "off", as qemu-img's switches are).
+	FormatOptions map[string]string
+	Compress      bool   // compress: true
+	Input         *Input // nil for a blank image
+	Line          int    // line of Key
 }
 
 // Input is the image an Image is based on.
@@ -154,6 +159,14 @@ type options struct {
 	outputFormats []string // formats images can be written in
 	inputFormats  []string // formats an input may declare
 	readable      []string // formats named when an input's is not one of inputFormats
+	checkOutput   func(format string, options map[string]string, compress bool) error
+}
+
+// WithOutputCheck has every image's format options and compression checked
+// by check (the format's own rules, which only the format knows), so that
+// a wrong one is reported with its line like any other problem.
+func WithOutputCheck(check func(format string, options map[string]string, compress bool) error) Option {
+	return func(o *options) { o.checkOutput = check }
 }
 
 // WithOutputFormats names the formats images can be written in, so that an

@@ -182,6 +182,7 @@ func (p *parser) image(e entry) (Image, bool) {
 	}
 	start := len(p.problems)
 	var nameSeen, sizeSeen bool
+	var optionsAt *yaml.Node // where format_options or compress is, for their problems
 	for _, f := range p.entries(n, path) {
 		fpath := path + "." + f.name
 		switch f.name {
@@ -216,8 +217,23 @@ func (p *parser) image(e entry) (Image, bool) {
 			}
 		case "input":
 			img.Input = p.input(f, fpath)
+		case "format_options":
+			img.FormatOptions = p.formatOptions(f.value, fpath)
+			optionsAt = f.value
+		case "compress":
+			if v, ok := p.boolean(f.value, fpath); ok {
+				img.Compress = v
+				if optionsAt == nil {
+					optionsAt = f.value
+				}
+			}
 		default:
-			p.unknownKey(f.key, path, f.name, "name", "size", "version", "format", "input")
+			p.unknownKey(f.key, path, f.name, "name", "size", "version", "format", "format_options", "compress", "input")
+		}
+	}
+	if check := p.opts.checkOutput; check != nil && optionsAt != nil && len(p.problems) == start {
+		if err := check(img.Format, img.FormatOptions, img.Compress); err != nil {
+			p.invalid(optionsAt, path, "%v", err)
 		}
 	}
 	if !nameSeen {
@@ -420,6 +436,42 @@ func (p *parser) positiveInt(n *yaml.Node, path string, max int64) (int64, bool)
 		return 0, false
 	}
 	return v, true
+}
+
+// formatOptions reads format_options: a mapping of option names to
+// scalars, kept as written; true and false become on and off.
+func (p *parser) formatOptions(n *yaml.Node, path string) map[string]string {
+	d := deref(n)
+	if isNull(d) {
+		return nil
+	}
+	if d.Kind != yaml.MappingNode {
+		p.invalid(n, path, "must be a mapping of options (subformat: fixed), got %s", describe(d))
+		return nil
+	}
+	out := map[string]string{}
+	for _, f := range p.entries(d, path) {
+		v := deref(f.value)
+		switch {
+		case v.Kind == yaml.ScalarNode && v.ShortTag() == "!!bool":
+			out[f.name] = map[bool]string{true: "on", false: "off"}[strings.EqualFold(v.Value, "true")]
+		default:
+			if s, ok := p.str(f.value, path+"."+f.name); ok {
+				out[f.name] = s
+			}
+		}
+	}
+	return out
+}
+
+// boolean reads true or false.
+func (p *parser) boolean(n *yaml.Node, path string) (bool, bool) {
+	d := deref(n)
+	if d.Kind == yaml.ScalarNode && d.ShortTag() == "!!bool" {
+		return strings.EqualFold(d.Value, "true"), true
+	}
+	p.invalid(n, path, "must be true or false, got %s", describe(d))
+	return false, false
 }
 
 // str reads a scalar as written: strings, and numbers and dates kept as

@@ -18,8 +18,14 @@ type OpenOptions struct{}
 
 // CreateOptions are the caller's choices when creating an output image.
 type CreateOptions struct {
-	// ClusterSize for formats that have one; 0 means the format's default.
-	ClusterSize int64
+	// Options are the format's own, as qemu-img spells them (cluster_size,
+	// subformat, ...): checked against Format.Options before Create sees
+	// them (Format.CheckOptions).
+	Options map[string]string
+	// Compress stores the data compressed, as qemu-img convert -c does;
+	// only for formats whose Compress is set. The Writer is then a
+	// Compressor.
+	Compress bool
 }
 
 // Format is one disk image format. Open, Create and Check may be nil when
@@ -57,6 +63,20 @@ type Format struct {
 	// Generic formats (raw) match anything; they are tried last and never
 	// count towards polyglot detection.
 	Generic bool
+	// Options are the create options the format takes (nil: none).
+	Options []Option
+	// Validate checks what else the options must be than the names and
+	// values Options lists (a cluster size that is a power of two), before
+	// anything is created. Optional.
+	Validate func(opt CreateOptions) error
+	// Compress: the format can store data compressed; with
+	// CreateOptions.Compress, Create's Writer is a Compressor.
+	Compress bool
+	// Size is the virtual size an image made with opt has when size is
+	// asked for, and, when they differ, why (for -v): qemu-img rounds up to
+	// a sector, a VHD to its CHS geometry or, with force_size, to a MiB.
+	// nil: size rounded up to a multiple of 512.
+	Size func(size int64, opt CreateOptions) (int64, string, error)
 	// Extensions are the file name extensions of images of this format
 	// (".qcow2"), so that convert can take an output's format from its
 	// name. Only a name, never evidence of the content.

@@ -12,6 +12,7 @@ var convertOptions = []option{
 		help: "The input's format; it must agree with the content. (default: detected)"},
 	{names: []string{"-O"}, dest: "output_format", metavar: "OUTPUT_FORMAT", complete: completeWritable,
 		help: outputFormatHelp("The output format") + " Without it, the output's extension decides."},
+	formatOptionsOption, compressOption,
 	noSyncOption,
 	verboseOption, quietOption,
 }
@@ -39,10 +40,15 @@ and the exit code is its return_code (see the README for the table).
 }
 
 func runConvert(ctx context.Context, e env, p *parsed) int {
+	formatOptions, err := parseFormatOptions(p)
+	if err != nil {
+		return respond(e, jsonproto.NewResponse("", nil, p.switches["verbose"], err))
+	}
 	opts, stop, _ := runOptions(e, p) // convert takes no download options
 	res, err := genvm.Convert(ctx, genvm.ConvertSpec{
 		Input: p.positionals[0], InputFormat: p.values["input_format"],
 		Output: p.positionals[1], OutputFormat: p.values["output_format"],
+		FormatOptions: formatOptions, Compress: p.switches["compress"],
 	}, opts...)
 	stop()
 	notify(e, p, res.Notices)

@@ -170,3 +170,34 @@ func TestNotADiskInput(t *testing.T) {
 		t.Errorf("odd size: exit %d %q", r.code, r.stderr)
 	}
 }
+
+// TestFormatOptions: -o options reach the format, and a wrong one is code
+// 5 naming the valid ones, on the command line and in an architecture
+// file (with its line).
+func TestFormatOptions(t *testing.T) {
+	dir := t.TempDir()
+	r := gvi(t, dir, "single", "small", "64M", "-o", "cluster_size=4K")
+	if r.code != 0 {
+		t.Fatalf("exit %d %s", r.code, r.stderr)
+	}
+	if info := oracle.ImageInfo(t, filepath.Join(dir, "generated-images", "small.qcow2")); info.ClusterSize != 4096 {
+		t.Errorf("cluster size %d", info.ClusterSize)
+	}
+	for _, tt := range []struct{ opts, want string }{
+		{"cluster_sise=4K", `no option "cluster_sise"; they take cluster_size, compat`},
+		{"compat=0.10", "compat takes 1.1, v3"},
+		{"cluster_size=3000", "must be a power of two"},
+		{"junk", "is not KEY=VALUE"},
+	} {
+		r := gvi(t, dir, "single", "bad", "64M", "-o", tt.opts)
+		if resp := r.result(t); r.code != 5 || !strings.Contains(resp.Response, tt.want) {
+			t.Errorf("-o %s: exit %d %q; want 5 saying %q", tt.opts, r.code, resp.Response, tt.want)
+		}
+	}
+	arch := filepath.Join(dir, "a.yml")
+	writeFile(t, arch, "owner: me\nimages:\n  a:\n    name: a\n    size: 1M\n    format_options:\n      cluster_size: 2M\n  b:\n    name: b\n    size: 1M\n    format: raw\n    format_options: {cluster_size: 2M}\n")
+	r = gvi(t, dir, "multiple", arch, "-od", filepath.Join(dir, "m"))
+	if resp := r.result(t); r.code != 5 || !strings.Contains(resp.Response, "a.yml:12") || !strings.Contains(resp.Response, "raw images take no options") {
+		t.Errorf("multiple: exit %d %q", r.code, resp.Response)
+	}
+}

@@ -2,8 +2,10 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
+	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 )
 
@@ -17,6 +19,48 @@ var (
 	quietOption   = option{names: []string{"--quiet", "-q"}, dest: "quiet",
 		help: "Print nothing but the JSON result: no progress line, no notices."}
 )
+
+// The output format's own options, and compression (qemu-img's -o and -c).
+var (
+	formatOptionsOption = option{names: []string{"-o", "--format-options"}, dest: "format_options", metavar: "OPTIONS",
+		help: "The output format's own options, as qemu-img -o takes them: KEY=VALUE[,KEY=VALUE...]. " + formatOptionsList()}
+	compressOption = option{names: []string{"-c", "--compress"}, dest: "compress",
+		help: "Store the data compressed, as qemu-img convert -c does (qcow2 clusters; streamOptimized VMDK grains), compressed on every core."}
+)
+
+// formatOptionsList names, for help, the options of each writable format.
+func formatOptionsList() string {
+	var parts []string
+	for _, name := range disk.WritableFormats() {
+		f, _ := disk.Lookup(name)
+		var opts []string
+		for _, o := range f.Options {
+			s := o.Name
+			if len(o.Values) > 0 {
+				s += "=" + strings.Join(o.Values, "|")
+			}
+			opts = append(opts, s)
+		}
+		if len(opts) == 0 {
+			opts = []string{"none"}
+		}
+		parts = append(parts, name+": "+strings.Join(opts, ", "))
+	}
+	return strings.Join(parts, "; ") + "."
+}
+
+// parseFormatOptions reads -o.
+func parseFormatOptions(p *parsed) (map[string]string, error) {
+	v, ok := p.values["format_options"]
+	if !ok {
+		return nil, nil
+	}
+	opts, err := disk.ParseOptions(v)
+	if err != nil {
+		return nil, genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid -o %s: %v", v, err)
+	}
+	return opts, nil
+}
 
 // notify prints what the user should see without -v (an image kept, an
 // unknown key in an architecture file) on stderr, unless -q.

@@ -37,6 +37,7 @@ var singleOptions = []option{
 		help: "The path to the output directory where the image will be saved.\n(default: generated-images)"},
 	{names: []string{"-of", "--output-format"}, dest: "output_format", metavar: "SINGLE_OUTPUT_FORMAT", complete: completeWritable,
 		help: outputFormatHelp("The format of the output image")},
+	formatOptionsOption, compressOption,
 	{names: []string{"-V", "--version"}, dest: "version", metavar: "SINGLE_VERSION",
 		help: "The version of the image that is generated; the file is NAME-VERSION.FORMAT."},
 	{names: []string{"--overwrite"}, dest: "overwrite",
@@ -71,7 +72,8 @@ and the exit code is its return_code (see the README for the table).
 
 func runSingle(ctx context.Context, e env, p *parsed) int {
 	c := singleCommand()
-	if err := checkInputOptions(p); err != nil {
+	err := checkInputOptions(p)
+	if err != nil {
 		return c.fail(e, err)
 	}
 	spec := genvm.Spec{
@@ -82,8 +84,12 @@ func runSingle(ctx context.Context, e env, p *parsed) int {
 		OutputDirectory: p.values["output_directory"],
 		Overwrite:       p.switches["overwrite"],
 		AllowShrink:     p.switches["allow_shrink"],
+		Compress:        p.switches["compress"],
 	}
 	verbose := p.switches["verbose"]
+	if spec.FormatOptions, err = parseFormatOptions(p); err != nil {
+		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
+	}
 	if in, ok := p.values["input"]; ok && in == "" {
 		return respond(e, jsonproto.NewResponse("", nil, verbose, genvm.Errorf(genvm.CodeMissingAttribute, nil,
 			"Missing attribute: -i/--input is empty (an unset variable in a script?); leave -i out for a blank image")))

@@ -392,7 +392,7 @@ func TestCheckProblemsCapped(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	w, err := Create(f, 64<<20, disk.CreateOptions{ClusterSize: 4096})
+	w, err := Create(f, 64<<20, clusterOpt(4096))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +429,7 @@ func FuzzCheck(f *testing.F) {
 			f.Fatal(err)
 		}
 		defer file.Close()
-		w, err := Create(file, size, disk.CreateOptions{ClusterSize: cs})
+		w, err := Create(file, size, clusterOpt(cs))
 		if err != nil {
 			f.Fatal(err)
 		}

@@ -10,15 +10,28 @@ import (
 
 func init() {
 	disk.Register(disk.Format{
-		Name:       "qcow2",
-		Sniff:      Sniff,
-		Inspect:    Inspect,
-		Open:       Open,
-		Create:     Create,
-		BlockSize:  BlockSize,
+		Name:      "qcow2",
+		Sniff:     Sniff,
+		Inspect:   Inspect,
+		Open:      Open,
+		Create:    Create,
+		BlockSize: BlockSize,
+		Options:   CreateOptions,
+		Validate: func(opt disk.CreateOptions) error {
+			_, err := wrClusterBits(opt)
+			return err
+		},
 		Extensions: []string{".qcow2"},
 		Check:      Check,
 	})
+}
+
+// CreateOptions are the -o options Create takes, as qemu-img spells them.
+// The writer makes qcow2 version 3 (compat 1.1) with 16-bit refcounts and
+// nothing else; the other qemu options are not offered.
+var CreateOptions = []disk.Option{
+	{Name: "cluster_size", Help: "the cluster size: a power of two from 512 to 2M", Default: "64K"},
+	{Name: "compat", Help: "the qcow2 version: 1.1 (v3) only", Values: []string{"1.1", "v3"}, Default: "1.1"},
 }
 
 // Sniff reports whether r starts with the qcow2 magic and a version we know.
@@ -34,7 +47,7 @@ func Sniff(r io.ReaderAt, size int64) bool {
 // BlockSize is the cluster size of an image Create makes with opt: a qcow2
 // image allocates whole clusters (qcow2.txt "Host cluster management").
 func BlockSize(opt disk.CreateOptions) int64 {
-	bits, err := wrClusterBits(opt.ClusterSize)
+	bits, err := wrClusterBits(opt)
 	if err != nil {
 		bits = DefaultClusterBits // Create refuses the options anyway
 	}

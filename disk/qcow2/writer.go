@@ -8,6 +8,7 @@ import (
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
+	"github.com/ucphhpc/gen-vm-image-go/size"
 )
 
 // The writer produces qcow2 version 3 images (compat 1.1) with 16-bit
@@ -73,12 +74,12 @@ type wrPendingRun struct {
 }
 
 // Create starts a new qcow2 image of the given virtual size in f, which it
-// truncates to zero first. Only opt.ClusterSize is honoured (0 means 64 KiB;
-// otherwise a power of two from 512 bytes to 2 MiB). The size is rounded up
-// to a multiple of 512 bytes, as qemu-img does. The image is valid only after
-// Close; Close neither syncs nor closes f.
+// truncates to zero first, with the cluster size of opt's cluster_size (64
+// KiB by default; a power of two from 512 bytes to 2 MiB). The size is
+// rounded up to a multiple of 512 bytes, as qemu-img does. The image is
+// valid only after Close; Close neither syncs nor closes f.
 func Create(f *os.File, size int64, opt disk.CreateOptions) (disk.Writer, error) {
-	bits, err := wrClusterBits(opt.ClusterSize)
+	bits, err := wrClusterBits(opt)
 	if err != nil {
 		return nil, err
 	}
@@ -116,17 +117,22 @@ func Create(f *os.File, size int64, opt disk.CreateOptions) (disk.Writer, error)
 }
 
 // wrClusterBits validates a requested cluster size.
-func wrClusterBits(clusterSize int64) (uint32, error) {
-	if clusterSize == 0 {
+func wrClusterBits(opt disk.CreateOptions) (uint32, error) {
+	v, given := opt.Options["cluster_size"]
+	if !given {
 		return DefaultClusterBits, nil
+	}
+	clusterSize, err := size.Parse(v)
+	if err != nil {
+		return 0, fmt.Errorf("qcow2: %w: cluster_size=%s: %v", disk.ErrOption, v, err)
 	}
 	for bits := uint32(MinClusterBits); bits <= MaxClusterBits; bits++ {
 		if int64(1)<<bits == clusterSize {
 			return bits, nil
 		}
 	}
-	return 0, fmt.Errorf("qcow2: %w: cluster size %d (must be a power of two from %d to %d bytes)",
-		disk.ErrUnsupported, clusterSize, int64(1)<<MinClusterBits, int64(1)<<MaxClusterBits)
+	return 0, fmt.Errorf("qcow2: %w: cluster_size=%s: the cluster size must be a power of two from %d to %d bytes",
+		disk.ErrOption, v, int64(1)<<MinClusterBits, int64(1)<<MaxClusterBits)
 }
 
 // checkSize rounds a virtual size up to a multiple of 512 and checks that

@@ -8,6 +8,7 @@ import (
 	osexec "os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -41,7 +42,7 @@ func wrNewTestImage(t *testing.T, size, clusterSize int64) *wrTestImage {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ti.raw.Close() })
-	if ti.w, err = Create(ti.f, size, disk.CreateOptions{ClusterSize: clusterSize}); err != nil {
+	if ti.w, err = Create(ti.f, size, clusterOpt(clusterSize)); err != nil {
 		t.Fatal(err)
 	}
 	ti.setSize((size + 511) &^ 511)
@@ -125,7 +126,7 @@ func TestCreateBlank(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer f.Close()
-				w, err := Create(f, size, disk.CreateOptions{ClusterSize: cs})
+				w, err := Create(f, size, clusterOpt(cs))
 				// qemu-img create agrees on which sizes are too large.
 				qemuPath := filepath.Join(dir, "qemu.qcow2")
 				_, _, code := oracle.Run(t, "create", "-q", "-f", "qcow2", "-o", fmt.Sprintf("cluster_size=%d", cs), qemuPath, fmt.Sprint(size))
@@ -173,8 +174,8 @@ func TestCreateOptions(t *testing.T) {
 	}
 	defer f.Close()
 	for _, cs := range []int64{256, 3000, 4 << 20, -1} {
-		if _, err := Create(f, 1<<20, disk.CreateOptions{ClusterSize: cs}); !errors.Is(err, disk.ErrUnsupported) {
-			t.Errorf("cluster size %d: %v, want ErrUnsupported", cs, err)
+		if _, err := Create(f, 1<<20, clusterOpt(cs)); !errors.Is(err, disk.ErrOption) {
+			t.Errorf("cluster size %d: %v, want ErrOption", cs, err)
 		}
 	}
 	for _, size := range []int64{-1, MaxVirtualSize + 1} {
@@ -187,7 +188,7 @@ func TestCreateOptions(t *testing.T) {
 // The block size convert detects zeros in is the cluster size Create uses.
 func TestBlockSize(t *testing.T) {
 	for _, tt := range []struct{ cs, want int64 }{{0, 64 << 10}, {512, 512}, {2 << 20, 2 << 20}, {3000, 64 << 10}} {
-		if got := BlockSize(disk.CreateOptions{ClusterSize: tt.cs}); got != tt.want {
+		if got := BlockSize(clusterOpt(tt.cs)); got != tt.want {
 			t.Errorf("BlockSize(cluster size %d) = %d, want %d", tt.cs, got, tt.want)
 		}
 	}
@@ -476,4 +477,12 @@ func wrBenchWrite(b *testing.B, raw bool) {
 		}
 		f.Close()
 	}
+}
+
+// clusterOpt asks for a cluster size (0: the default).
+func clusterOpt(cs int64) disk.CreateOptions {
+	if cs == 0 {
+		return disk.CreateOptions{}
+	}
+	return disk.CreateOptions{Options: map[string]string{"cluster_size": strconv.FormatInt(cs, 10)}}
 }
