@@ -287,3 +287,21 @@ func TestManPage(t *testing.T) {
 		}
 	}
 }
+
+// TestInfoAndCheckTextAsQemu: the human output of info and check is
+// qemu-img's, line for line (sizes rounded the same way); what is ours
+// only comes under a flag.
+func TestInfoAndCheckTextAsQemu(t *testing.T) {
+	dir := t.TempDir()
+	raw, qcow := patternImage(t, dir, 3<<20+4096, false)
+	_, zqcow := patternImage(t, t.TempDir(), 2<<20, true)
+	for _, img := range []string{raw, qcow, zqcow} {
+		for _, cmd := range []string{"info", "check"} {
+			want, _, wantCode := oracle.Run(t, cmd, img)
+			r := gvi(t, dir, cmd, img)
+			if r.stdout != want || r.code != wantCode {
+				t.Errorf("%s %s: exit %d, want %d\nours:\n%s\nqemu-img:\n%s", cmd, filepath.Base(img), r.code, wantCode, r.stdout, want)
+			}
+		}
+	}
+}

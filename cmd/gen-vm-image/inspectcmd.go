@@ -83,10 +83,12 @@ func infoCommand() command {
 		name:    "info",
 		summary: "Describe an image (like qemu-img info)",
 		description: `Describe an image: format, virtual size, disk usage and the format's own
-details, as qemu-img info does (--output json uses qemu-img's field names),
-and whether single and convert would take it as an input.`,
-		args:    []positional{{name: "filename", help: "The image to describe.", complete: completeFile}},
-		options: inspectOptions,
+details, as qemu-img info does, line for line (--output json uses qemu-img's
+field names); with --as-input, also whether single and convert would take it
+as an input.`,
+		args: []positional{{name: "filename", help: "The image to describe.", complete: completeFile}},
+		options: append(append([]option(nil), inspectOptions...), option{names: []string{"--as-input"}, dest: "as_input",
+			help: "Also say whether single and convert would take the image as an input, and if not why (a backing file, encryption, ...)."}),
 		epilog: `exit codes: 0 described, 1 no such file, 2 not an image that can be described.
 `,
 		run: runInfo,
@@ -285,6 +287,7 @@ func runInfo(ctx context.Context, e env, p *parsed) int {
 		fmt.Fprintln(e.stdout, "dirty flag: yes")
 	}
 	switch format, _ := disk.Lookup(rep.Format); {
+	case !p.switches["as_input"]:
 	case refusal != nil:
 		fmt.Fprintf(e.stdout, "as an input: refused: %v\n", refusal)
 	case format.Open == nil:

@@ -17,11 +17,11 @@ func TestInfoShowsInspection(t *testing.T) {
 	overlay := filepath.Join(dir, "overlay.qcow2")
 	oracle.MustRun(t, "create", "-q", "-f", "qcow2", base, "1M")
 	oracle.MustRun(t, "create", "-q", "-f", "qcow2", "-b", base, "-F", "qcow2", overlay)
-	r := gvi(t, dir, "info", overlay)
+	r := gvi(t, dir, "info", "--as-input", overlay)
 	if r.code != 0 || !strings.Contains(r.stdout, "as an input: refused: ") || !strings.Contains(r.stdout, "overlay on the backing file") {
 		t.Errorf("info on an overlay: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
-	r = gvi(t, dir, "info", base)
+	r = gvi(t, dir, "info", "--as-input", base)
 	if r.code != 0 || !strings.Contains(r.stdout, "as an input: accepted by inspection") {
 		t.Errorf("info on a plain image: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
@@ -29,7 +29,7 @@ func TestInfoShowsInspection(t *testing.T) {
 	// and said to be unreadable.
 	vmdk := filepath.Join(dir, "disk.vmdk")
 	oracle.MustRun(t, "create", "-q", "-f", "vmdk", vmdk, "1M")
-	r = gvi(t, dir, "info", vmdk)
+	r = gvi(t, dir, "info", "--as-input", vmdk)
 	if r.code != 0 || !strings.Contains(r.stdout, "virtual size: 1 MiB (1048576 bytes)") ||
 		!strings.Contains(r.stdout, "as an input: accepted by inspection, but this version cannot read vmdk images yet") {
 		t.Errorf("info on a vmdk: exit %d\n%s%s", r.code, r.stdout, r.stderr)
