@@ -155,6 +155,9 @@ func TestQuietAndNotices(t *testing.T) {
 	if r := gvi(t, dir, "single", "kept", "1M", "-q"); r.code != 0 || r.stderr != "" {
 		t.Errorf("-q: stderr %q", r.stderr)
 	}
+	if r := gvi(t, dir, "single", "empty", "0"); r.code != 0 || !strings.Contains(r.stderr, "notice: The size is 0") {
+		t.Errorf("size 0: exit %d, stderr %q", r.code, r.stderr)
+	}
 	arch := filepath.Join(dir, "a.yml")
 	writeFile(t, arch, "owner: me\nimages:\n  k:\n    name: kept\n    size: 1M\n    formt: raw\n")
 	r = gvi(t, dir, "multiple", arch)

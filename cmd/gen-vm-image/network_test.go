@@ -112,6 +112,7 @@ func TestSingleFromURL(t *testing.T) {
 		verb string // in the verbose messages
 	}{
 		{"no checksum", []string{"-i", u}, 0, "", "Downloaded " + u},
+		{"no checksum: not called verified", []string{"-i", u}, 0, "", "not verified: no checksum was given"},
 		{"no checksum, again: the server confirms it is unchanged", []string{"-i", u}, 0, "", "the server confirms " + u + " is unchanged"},
 		{"sha512", []string{"-i", u, "-ict", "sha512", "-ic", testQcow2Sha512}, 0, "", "Cache hit: the cached copy of " + u},
 		{"sha512 of the first 1000 bytes", []string{"-i", u, "-ict", "sha512", "-ic", testQcow2Sha512First, "-icrb", "1000"}, 0, "", "Cache hit"},
@@ -149,8 +150,8 @@ func TestSingleFromURL(t *testing.T) {
 			oracle.AssertSame(t, in, "qcow2", out, "qcow2")
 		})
 	}
-	if n := srv.requests("/test.qcow2"); n != 2 { // the first download, one revalidation; checksums hit the cache
-		t.Errorf("%d requests for test.qcow2, want 2", n)
+	if n := srv.requests("/test.qcow2"); n != 3 { // the first download, two revalidations; checksums hit the cache
+		t.Errorf("%d requests for test.qcow2, want 3", n)
 	}
 	// The cache directory is where GVI_CACHE_DIR says; --cache-dir wins.
 	if entries, _ := filepath.Glob(filepath.Join(cache, "downloads", "*-test.qcow2.download")); len(entries) != 1 {

@@ -138,3 +138,27 @@ func TestProgressFitsTheTerminal(t *testing.T) {
 		}
 	})
 }
+
+// TestJSONOnATerminal: json reading a terminal says that it waits for a
+// request, and answers it once the request ends (Ctrl-D).
+func TestJSONOnATerminal(t *testing.T) {
+	dir := t.TempDir()
+	master, slave := openPTY(t, 80)
+	cmd := exec.Command(binary, "json")
+	cmd.Dir = dir
+	cmd.Stdin = slave
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	slave.Close()
+	// Canonical mode: the line, then Ctrl-D at the start of a line ends it.
+	master.Write([]byte(`{"name": "tty", "size": "1M"}` + "\n\x04"))
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v\n%s", err, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "Waiting for a JSON request on stdin") || !strings.Contains(stdout.String(), `"status": "success"`) {
+		t.Errorf("stderr %q, stdout %q", stderr.String(), stdout.String())
+	}
+}
