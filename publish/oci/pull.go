@@ -1,0 +1,132 @@
+package oci
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/types"
+)
+
+// Image is an image in a registry, resolved to one manifest.
+type Image struct {
+	Ref    string  // the reference, fully spelt out: REGISTRY/REPOSITORY:TAG or @DIGEST
+	Digest string  // the manifest's digest (a platform's, when Ref names an index)
+	Layers []Layer // as the manifest lists them: the base first
+
+	s *session
+}
+
+// Layer is one layer of an Image, as its manifest describes it.
+type Layer struct {
+	Digest      string // sha256:...: what the layer's bytes hash to
+	Size        int64  // its size in bytes
+	MediaType   string
+	Compression string // "", "gzip" or "zstd"
+}
+
+// maxLayers bounds the layers of an image we look at: Docker stops at 127.
+const maxLayers = 128
+
+// Resolve finds the image ref names and reads its manifest. An index (a
+// multi-platform image) is resolved to the platform WithPlatform names
+// (default DefaultPlatform). A manifest fetched by digest is checked
+// against it. Errors are *Error.
+func Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
+	o := newOptions(opts)
+	platform, err := parsePlatform(o.platform)
+	if err != nil {
+		return nil, &Error{Kind: KindInvalid, Ref: ref, Msg: err.Error(), Err: err}
+	}
+	s, err := o.session(ctx, ref)
+	if err != nil {
+		return nil, err
+	}
+	img, err := remote.Image(s.ref, s.remote(ctx, remote.WithPlatform(*platform))...)
+	if err != nil {
+		if strings.Contains(err.Error(), "no child with platform") {
+			return nil, &Error{Kind: KindNotDisk, Ref: s.ref.String(), Err: err,
+				Msg: fmt.Sprintf("Failed to pull %s%s: it is a multi-platform index without an image for %s; name the platform's image by its digest", Scheme, s.ref, o.platform)}
+		}
+		return nil, s.fail(err, "Failed to pull")
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		return nil, s.fail(err, "Failed to read the manifest of")
+	}
+	digest, err := img.Digest()
+	if err != nil {
+		return nil, s.fail(err, "Failed to read the manifest of")
+	}
+	im := &Image{Ref: s.ref.Name(), Digest: digest.String(), s: s}
+	notDisk := func(format string, args ...any) (*Image, error) {
+		msg := fmt.Sprintf("%s%s is not a containerDisk: ", Scheme, s.ref) + fmt.Sprintf(format, args...)
+		return nil, &Error{Kind: KindNotDisk, Ref: s.ref.String(), Msg: msg}
+	}
+	switch {
+	case len(m.Layers) == 0:
+		return notDisk("its manifest lists no layers")
+	case len(m.Layers) > maxLayers:
+		return notDisk("its manifest lists %d layers, more than the %d an image can have", len(m.Layers), maxLayers)
+	}
+	for i, l := range m.Layers {
+		if len(l.URLs) > 0 {
+			// A foreign layer is fetched from wherever the manifest says:
+			// a registry must not send us to arbitrary hosts.
+			return notDisk("layer %d is a foreign layer, to be fetched from elsewhere (%s)", i+1, strings.Join(l.URLs, ", "))
+		}
+		if l.Digest.Algorithm != "sha256" {
+			return notDisk("layer %d has a %s digest; this version verifies sha256", i+1, l.Digest.Algorithm)
+		}
+		if l.Size < 0 {
+			return notDisk("layer %d has a negative size", i+1)
+		}
+		compression, ok := layerCompression(l.MediaType)
+		if !ok {
+			return notDisk("layer %d has the media type %q, which is not a tar layer", i+1, l.MediaType)
+		}
+		im.Layers = append(im.Layers, Layer{Digest: l.Digest.String(), Size: l.Size, MediaType: string(l.MediaType), Compression: compression})
+	}
+	return im, nil
+}
+
+// layerCompression names the compression of a layer of media type mt, and
+// whether it is a tar layer at all (image-spec layer.md; Docker's image
+// manifest v2.2).
+func layerCompression(mt types.MediaType) (string, bool) {
+	switch mt {
+	case types.OCIUncompressedLayer, types.DockerUncompressedLayer:
+		return "", true
+	case types.OCILayer, types.DockerLayer:
+		return "gzip", true
+	case types.OCILayerZStd:
+		return "zstd", true
+	}
+	return "", false
+}
+
+// Pinned is the image's reference by digest.
+func (im *Image) Pinned() string {
+	return im.s.ref.Context().Name() + "@" + im.Digest
+}
+
+// Open starts the download of layer l. The bytes are the registry's as it
+// sends them: the caller verifies them against l.Digest and l.Size.
+func (im *Image) Open(ctx context.Context, l Layer) (io.ReadCloser, error) {
+	ref, err := name.NewDigest(im.s.ref.Context().Name()+"@"+l.Digest, name.WeakValidation)
+	if err != nil {
+		return nil, &Error{Kind: KindNotDisk, Ref: im.Ref, Err: err, Msg: fmt.Sprintf("Failed to pull %s%s: layer %s: %v", Scheme, im.Ref, l.Digest, err)}
+	}
+	layer, err := remote.Layer(ref, im.s.remote(ctx)...)
+	if err != nil {
+		return nil, im.s.fail(err, fmt.Sprintf("Failed to download the layer %s of", l.Digest))
+	}
+	rc, err := layer.Compressed()
+	if err != nil {
+		return nil, im.s.fail(err, fmt.Sprintf("Failed to download the layer %s of", l.Digest))
+	}
+	return rc, nil
+}
