@@ -24,6 +24,9 @@
 //     decompressed while they download, into a sparse file beside the
 //     download in the cache; the checksum applies to the file as published.
 //   - Several URLs are mirrors of one file, tried in order.
+//   - A file inside a layer of a container image (FetchLayer: the disk of a
+//     KubeVirt containerDisk) is taken straight out of the layer's stream,
+//     verified against the layer's digest, and cached by that digest.
 package fetch
 
 import (
@@ -72,6 +75,7 @@ type Result struct {
 	Compression string // "gzip", "xz", "bzip2", "zstd" or ""
 	Size        int64  // bytes as published
 	CacheHit    bool   // no download was needed
+	Member      string // FetchLayer: the file's name in the layer (disk/NAME)
 	Messages    []string
 }
 
