@@ -9,8 +9,9 @@
 //	    version: <string|number>   # optional, kept as written (9.4, 08)
 //	    format: <string>           # optional, default qcow2
 //	    input:                     # optional
-//	      path: <string>           # exactly one of path and url
+//	      path: <string>           # exactly one of path, url and oci
 //	      url: <url> | [<url>...]  # a list gives mirrors, tried in order
+//	      oci: <reference>         # a KubeVirt containerDisk: REGISTRY/REPO:TAG or @sha256:...
 //	      format: <string>         # optional
 //	      checksum:                # optional
 //	        type: <hashlib name>   # required with value; with file, optional
@@ -82,10 +83,13 @@ type Image struct {
 
 // Input is the image an Image is based on.
 type Input struct {
-	Path     string   // a local file, or ""
-	URL      string   // URLs[0], or ""
-	URLs     []string // the URL and its mirrors, in order
-	Format   string   // as declared; "" when absent
+	Path string   // a local file, or ""
+	URL  string   // URLs[0], or ""
+	URLs []string // the URL and its mirrors, in order
+	// OCI is a containerDisk in a registry, REGISTRY/REPOSITORY:TAG or
+	// REGISTRY/REPOSITORY@sha256:DIGEST (the oci:// prefix dropped), or "".
+	OCI      string
+	Format   string // as declared; "" when absent
 	Checksum *Checksum
 	Line     int // line of the input key
 }
@@ -160,6 +164,18 @@ type options struct {
 	inputFormats  []string // formats an input may declare
 	readable      []string // formats named when an input's is not one of inputFormats
 	checkOutput   func(format string, options map[string]string, compress bool) error
+	// checkReference says why an oci: reference is not one.
+	checkReference func(ref string) error
+}
+
+// ociScheme is the prefix an oci: reference may be written with.
+const ociScheme = "oci://"
+
+// WithReferenceCheck has every input's oci: reference checked by check (the
+// registry client's rules), so that a wrong one is reported with its line
+// like any other problem. Without it any string is accepted here.
+func WithReferenceCheck(check func(ref string) error) Option {
+	return func(o *options) { o.checkReference = check }
 }
 
 // WithOutputCheck has every image's format options and compression checked

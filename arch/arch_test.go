@@ -2,6 +2,7 @@ package arch
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -160,6 +161,11 @@ func TestParseValues(t *testing.T) {
 				in := a.Images[0].Input
 				return in.URL == "https://a.example/x.qcow2" && slices.Equal(in.URLs, []string{"https://a.example/x.qcow2", "http://b.example/x.qcow2"})
 			}},
+		{"oci input, its prefix dropped", image("    name: n\n    size: 1G\n    input:\n      oci: oci://registry.example:5000/vm/ubuntu:22.04\n"),
+			func(a *Architecture) bool {
+				in := a.Images[0].Input
+				return in.OCI == "registry.example:5000/vm/ubuntu:22.04" && in.Path == "" && in.URL == ""
+			}},
 		{"checksum file without type", image("    name: n\n    size: 1G\n    input:\n      url: https://a.example/x.qcow2\n      checksum:\n        file: https://a.example/SHA256SUMS\n        signature: https://a.example/SHA256SUMS.gpg\n        key: keys/a.asc\n"),
 			func(a *Architecture) bool {
 				c := a.Images[0].Input.Checksum
@@ -303,10 +309,12 @@ func TestProblems(t *testing.T) {
 		{"format a list", image(nameSize + "    format: [raw]\n"), Problem{6, 13, "images.img.format", "must be a string, got a list", Invalid}},
 		{"format empty", image(nameSize + "    format: ''\n"), Problem{6, 13, "images.img.format", "is empty", Missing}},
 		{"format with slash", image(nameSize + "    format: raw/../../x\n"), Problem{6, 13, "images.img.format", `"raw/../../x" contains a path separator; the format must be a plain file name part`, Invalid}},
-		{"input a string", image(nameSize + "    input: /path/x.qcow2\n"), Problem{6, 12, "images.img.input", `must be a mapping with path or url, got a string ("/path/x.qcow2")`, Invalid}},
-		{"input empty mapping", image(nameSize + "    input: {}\n"), Problem{6, 5, "images.img.input", `needs a "path" or a "url"`, Missing}},
+		{"input a string", image(nameSize + "    input: /path/x.qcow2\n"), Problem{6, 12, "images.img.input", `must be a mapping with path, url or oci, got a string ("/path/x.qcow2")`, Invalid}},
+		{"input empty mapping", image(nameSize + "    input: {}\n"), Problem{6, 5, "images.img.input", `needs a "path", a "url" or an "oci"`, Missing}},
 		{"input path and url", image(nameSize + "    input:\n      path: p\n      url: https://x/y\n"), Problem{8, 7, "images.img.input", "has both path (line 7) and url; give only one", Invalid}},
-		{"input neither", image(nameSize + "    input:\n      format: raw\n"), Problem{6, 5, "images.img.input", `needs a "path" or a "url"`, Missing}},
+		{"input path and oci", image(nameSize + "    input:\n      oci: r.example/x:1\n      path: p\n"), Problem{8, 7, "images.img.input", "has both oci (line 7) and path; give only one", Invalid}},
+		{"oci empty", image(nameSize + "    input:\n      oci: oci://\n"), Problem{7, 12, "images.img.input.oci", "is empty", Missing}},
+		{"input neither", image(nameSize + "    input:\n      format: raw\n"), Problem{6, 5, "images.img.input", `needs a "path", a "url" or an "oci"`, Missing}},
 		{"input path a list", image(nameSize + "    input:\n      path: [a]\n"), Problem{7, 13, "images.img.input.path", "must be a string, got a list", Invalid}},
 		{"input path empty", image(nameSize + "    input:\n      path: ''\n"), Problem{7, 13, "images.img.input.path", "is empty", Missing}},
 		{"url not http", image(nameSize + "    input:\n      url: ftp://x/y\n"), Problem{7, 12, "images.img.input.url", `"ftp://x/y" is not an http or https URL`, Invalid}},
@@ -354,6 +362,22 @@ func TestProblems(t *testing.T) {
 			}
 			wantProblems(t, err, []Problem{tt.want})
 		})
+	}
+}
+
+// An oci: reference is checked by the registry client's rules, when given,
+// and reported with its line.
+func TestReferenceCheck(t *testing.T) {
+	check := WithReferenceCheck(func(ref string) error {
+		if strings.ToLower(ref) != ref {
+			return fmt.Errorf("invalid image reference %q: repository names are lowercase", ref)
+		}
+		return nil
+	})
+	_, err := Parse([]byte(image("    name: n\n    size: 1G\n    input:\n      oci: r.example/VM:1\n")), "p.yml", check)
+	wantProblems(t, err, []Problem{{7, 12, "images.img.input.oci", `invalid image reference "r.example/VM:1": repository names are lowercase`, Invalid}})
+	if _, err := Parse([]byte(image("    name: n\n    size: 1G\n    input:\n      oci: r.example/vm:1\n")), "p.yml", check); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -556,8 +580,16 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("two images write %q", n)
 			}
 			names[n] = true
-			if in := img.Input; in != nil && (in.Path == "") == (in.URL == "") {
-				t.Fatalf("input without exactly one of path and url: %+v", in)
+			if in := img.Input; in != nil {
+				given := 0
+				for _, s := range []string{in.Path, in.URL, in.OCI} {
+					if s != "" {
+						given++
+					}
+				}
+				if given != 1 {
+					t.Fatalf("input without exactly one of path, url and oci: %+v", in)
+				}
 			}
 		}
 	})

@@ -254,15 +254,16 @@ func (p *parser) input(e entry, path string) *Input {
 	}
 	in := &Input{Line: e.key.Line}
 	if n.Kind != yaml.MappingNode {
-		p.invalid(e.value, path, "must be a mapping with path or url, got %s", describe(n))
+		p.invalid(e.value, path, "must be a mapping with path, url or oci, got %s", describe(n))
 		return in
 	}
-	var pathNode, urlNode *yaml.Node
+	// The keys that say where the input is, in the order they came.
+	var sources []entry
 	for _, f := range p.entries(n, path) {
 		fpath := path + "." + f.name
 		switch f.name {
 		case "path":
-			pathNode = f.key
+			sources = append(sources, f)
 			if s, ok := p.str(f.value, fpath); ok {
 				if s == "" {
 					p.problem(f.value, Missing, fpath, "is empty")
@@ -270,10 +271,15 @@ func (p *parser) input(e entry, path string) *Input {
 				in.Path = s
 			}
 		case "url":
-			urlNode = f.key
+			sources = append(sources, f)
 			in.URLs = p.urls(f.value, fpath)
 			if len(in.URLs) > 0 {
 				in.URL = in.URLs[0]
+			}
+		case "oci":
+			sources = append(sources, f)
+			if s, ok := p.str(f.value, fpath); ok {
+				in.OCI = p.reference(f.value, fpath, s)
 			}
 		case "format":
 			if s, ok := p.optionalFormat(f, fpath, true); ok {
@@ -282,16 +288,34 @@ func (p *parser) input(e entry, path string) *Input {
 		case "checksum":
 			in.Checksum = p.checksum(f, fpath)
 		default:
-			p.unknownKey(f.key, path, f.name, "path", "url", "format", "checksum")
+			p.unknownKey(f.key, path, f.name, "path", "url", "oci", "format", "checksum")
 		}
 	}
 	switch {
-	case pathNode != nil && urlNode != nil:
-		p.invalid(urlNode, path, "has both path (line %d) and url; give only one", pathNode.Line)
-	case pathNode == nil && urlNode == nil:
-		p.problem(e.key, Missing, path, `needs a "path" or a "url"`)
+	case len(sources) > 1:
+		p.invalid(sources[1].key, path, "has both %s (line %d) and %s; give only one", sources[0].name, sources[0].key.Line, sources[1].name)
+	case len(sources) == 0:
+		p.problem(e.key, Missing, path, `needs a "path", a "url" or an "oci"`)
 	}
 	return in
+}
+
+// reference reads oci: an image in a registry, REGISTRY/REPOSITORY:TAG or
+// @sha256:DIGEST, with or without the oci:// prefix, which is dropped.
+func (p *parser) reference(n *yaml.Node, path, s string) string {
+	if len(s) >= len(ociScheme) && strings.EqualFold(s[:len(ociScheme)], ociScheme) {
+		s = s[len(ociScheme):]
+	}
+	if s == "" {
+		p.problem(n, Missing, path, "is empty")
+		return ""
+	}
+	if p.opts.checkReference != nil {
+		if err := p.opts.checkReference(s); err != nil {
+			p.invalid(n, path, "%v", err)
+		}
+	}
+	return s
 }
 
 // urls reads url: one URL, or a list of mirrors.
