@@ -7,10 +7,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/ucphhpc/gen-vm-image-go/arch"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/publish/oci"
 )
 
 // BuildSpec describes a `multiple` run: the images of an architecture,
@@ -20,13 +23,58 @@ type BuildSpec struct {
 	OutputDirectory string             // default DefaultOutputDirectory
 	Overwrite       bool
 	AllowShrink     bool
+	// Push, when set (REGISTRY/PREFIX), pushes every image of the
+	// architecture, once it is built or found already there, to
+	// PushReference(Push, NAME, VERSION) as a KubeVirt containerDisk (see
+	// Push); PushPlatform and PushCreated are PushSpec's Platform and
+	// Created.
+	Push         string
+	PushPlatform string
+	PushCreated  time.Time
 }
 
 // ImageResult is the outcome of one image of an architecture.
 type ImageResult struct {
 	Key string // the image's key in the architecture file
 	Result
-	Err error
+	// Pushed says where the image was pushed, with BuildSpec.Push; nil
+	// otherwise, and when the image or its push failed.
+	Pushed *Pushed
+	Err    error
+}
+
+// PushReference is where Build pushes an image: PREFIX/NAME:VERSION, or
+// PREFIX/NAME:latest without a version.
+func PushReference(prefix, name, version string) string {
+	if version == "" {
+		version = "latest"
+	}
+	return strings.TrimSuffix(strings.TrimPrefix(prefix, oci.Scheme), "/") + "/" + name + ":" + version
+}
+
+// checkPushes refuses, before anything is built, pushes that cannot work:
+// a reference that an image's name or version cannot be part of, a format
+// KubeVirt does not read, a platform that does not parse. Every problem is
+// said at once.
+func checkPushes(spec BuildSpec) error {
+	if err := checkPlatform(spec.PushPlatform); err != nil {
+		return err
+	}
+	var problems []string
+	for _, im := range spec.Architecture.Images {
+		ref := PushReference(spec.Push, im.Name, im.Version)
+		if _, err := oci.ParseReference(ref); err != nil {
+			problems = append(problems, fmt.Sprintf("image %s cannot be pushed as %s: %v", im.Key, ref, err))
+		}
+		if !slices.Contains(kubeVirtFormats, im.Format) {
+			problems = append(problems, fmt.Sprintf("image %s is a %s image, and a containerDisk holds %s", im.Key, im.Format, strings.Join(kubeVirtFormats, " or ")))
+		}
+	}
+	if len(problems) > 0 {
+		return newError(CodeInvalidAttribute, nil, "Cannot push to %s: %s (a repository name is lowercase letters, digits and . _ - separators; a tag is at most 128 letters, digits and . _ -)",
+			spec.Push, strings.Join(problems, "; "))
+	}
+	return nil
 }
 
 // BuildResult is the outcome of Build.
@@ -60,6 +108,10 @@ func LoadArchitecture(path string) (*arch.Architecture, error) {
 	}
 	a, err := arch.Load(path, arch.WithOutputFormats(disk.WritableFormats()...),
 		arch.WithInputFormats(known, disk.ReadableFormats()),
+		arch.WithReferenceCheck(func(ref string) error {
+			_, err := oci.ParseReference(ref)
+			return err
+		}),
 		arch.WithOutputCheck(func(format string, options map[string]string, compress bool) error {
 			f, ok := disk.Lookup(format)
 			if !ok {
@@ -109,7 +161,7 @@ func SpecFor(im arch.Image, b BuildSpec) Spec {
 		Compress:        im.Compress,
 	}
 	if in := im.Input; in != nil {
-		s.Input = &Input{Path: in.Path, URL: in.URL, Format: in.Format}
+		s.Input = &Input{Path: in.Path, URL: in.URL, OCI: in.OCI, Format: in.Format}
 		if len(in.URLs) > 1 {
 			s.Input.Mirrors = in.URLs[1:]
 		}
@@ -136,6 +188,12 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 		res.Messages = append(res.Messages, "Warning: "+w)
 		res.Notices = append(res.Notices, w)
 	}
+	if spec.Push != "" {
+		if err := checkPushes(spec); err != nil {
+			res.Summary = err.Error()
+			return res, err
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		e := newError(CodeCreateFailed, err, "Failed to create path: %s - error: Failed to create the images output directory: %v", dir, err)
 		res.Summary = e.Msg
@@ -153,6 +211,11 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 		imageOptions := *o
 		imageOptions.index, imageOptions.count = i+1, len(a.Images)
 		ir.Err = generate(ctx, SpecFor(im, spec), &imageOptions, &ir.Result)
+		if ir.Err == nil && spec.Push != "" {
+			say := func(format string, args ...any) { ir.Messages = append(ir.Messages, sprintf(format, args...)) }
+			ps := PushSpec{File: ir.Path, Reference: PushReference(spec.Push, im.Name, im.Version), Platform: spec.PushPlatform, Created: spec.PushCreated}
+			ir.Pushed, ir.Err = push(ctx, ps, &imageOptions, filepath.Base(ir.Path), say)
+		}
 		res.Messages = append(res.Messages, ir.Messages...)
 		res.Notices = append(res.Notices, ir.Notices...)
 		if ir.Err != nil {
@@ -167,6 +230,10 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 		}
 	}
 	abs, _ := filepath.Abs(dir)
+	pushed := ""
+	if spec.Push != "" && first == nil {
+		pushed = fmt.Sprintf("; pushed them to %s", spec.Push)
+	}
 	if first == nil {
 		kept := 0
 		for _, im := range res.Images {
@@ -183,6 +250,7 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 			res.Summary = fmt.Sprintf("Built %d of %d images in %s; %d existed already and were kept (use --overwrite to replace them)",
 				len(res.Images)-kept, len(res.Images), abs, kept)
 		}
+		res.Summary += pushed
 		return res, nil
 	}
 	failed := res.Failed()

@@ -46,6 +46,7 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/internal/location"
 	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 	"github.com/ucphhpc/gen-vm-image-go/output"
+	"github.com/ucphhpc/gen-vm-image-go/publish/oci"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 
 	// Every format registers itself: those we read, write or only
@@ -78,20 +79,29 @@ type Spec struct {
 
 // Input is the image a generated image is based on.
 type Input struct {
-	Path     string         // a local file, or
-	URL      string         // an http(s) URL, downloaded into the cache (see package fetch)
-	Mirrors  []string       // more URLs of the same file, tried in order after URL
+	Path    string   // a local file, or
+	URL     string   // an http(s) URL, downloaded into the cache (see package fetch), or
+	Mirrors []string // more URLs of the same file, tried in order after URL
+	// OCI is a KubeVirt containerDisk in a registry,
+	// REGISTRY/REPOSITORY:TAG or REGISTRY/REPOSITORY@sha256:DIGEST (the
+	// oci:// prefix may be kept): its disk is taken out of the layer as it
+	// downloads, verified against the layer's digest and cached by it.
+	OCI      string
 	Format   string         // optional; must agree with the content when given
-	Checksum *checksum.Spec // nil: the input is not verified
+	Checksum *checksum.Spec // nil: the input is not verified (beyond an OCI layer's digest)
 }
 
 // NewInput is the input a command line or a request names with one string:
-// a download when it is an http or https URL, else a local path.
-func NewInput(pathOrURL string) *Input {
-	if location.IsURL(pathOrURL) {
-		return &Input{URL: pathOrURL}
+// a download when it is an http or https URL, a containerDisk when it is
+// an oci:// reference, else a local path.
+func NewInput(s string) *Input {
+	switch {
+	case location.IsURL(s):
+		return &Input{URL: s}
+	case oci.IsReference(s):
+		return &Input{OCI: s}
 	}
-	return &Input{Path: pathOrURL}
+	return &Input{Path: s}
 }
 
 // Result says what Generate did. It is returned on failure too, with the
@@ -228,14 +238,25 @@ func validateSpec(spec Spec) (int64, error) {
 		return 0, newError(CodeInvalidAttribute, nil, "Invalid size %q: too large", spec.Size)
 	}
 	if in := spec.Input; in != nil {
-		if in.Path == "" && in.URL == "" {
-			return 0, newError(CodeMissingAttribute, nil, "Missing attribute: the input needs a path or a url")
+		var given []string
+		for _, src := range []struct{ name, value string }{{"a path", in.Path}, {"a url", in.URL}, {"an oci reference", in.OCI}} {
+			if src.value != "" {
+				given = append(given, src.name)
+			}
 		}
-		if in.Path != "" && in.URL != "" {
-			return 0, newError(CodeInvalidAttribute, nil, "Both a path and a url are given for the input; only one can be")
+		switch {
+		case len(given) == 0:
+			return 0, newError(CodeMissingAttribute, nil, "Missing attribute: the input needs a path, a url or an oci reference")
+		case len(given) > 1:
+			return 0, newError(CodeInvalidAttribute, nil, "Both %s and %s are given for the input; only one can be", given[0], given[1])
 		}
 		if len(in.Mirrors) > 0 && in.URL == "" {
 			return 0, newError(CodeInvalidAttribute, nil, "Mirrors are given for the input but no url")
+		}
+		if in.OCI != "" {
+			if _, err := oci.ParseReference(in.OCI); err != nil {
+				return 0, newError(CodeInvalidAttribute, err, "Invalid input %s: %v", in.OCI, err)
+			}
 		}
 		if c := in.Checksum; c != nil {
 			if err := c.Validate(); err != nil {
@@ -436,12 +457,15 @@ func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *opt
 	if in.URL != "" {
 		return fetchInput(ctx, in, cacheDir, image, o, say)
 	}
+	if in.OCI != "" {
+		return pullInput(ctx, in, cacheDir, image, o, say)
+	}
 	path := in.Path
 	f, err := safefile.OpenInput(path)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
 		if scheme, ok := location.Scheme(path); ok {
-			return nil, 0, newError(CodeInvalidAttribute, err, "Invalid input %s: the %s scheme is not supported; inputs are local paths or http and https URLs (download it first, then give its path)", path, scheme)
+			return nil, 0, newError(CodeInvalidAttribute, err, "Invalid input %s: the %s scheme is not supported; inputs are local paths, http and https URLs, and oci:// containerDisks (download it first, then give its path)", path, scheme)
 		}
 		return nil, 0, newError(CodePathNotFound, err, "Path not found: %s - error: the defined input path does not exist", path)
 	case errors.Is(err, safefile.ErrNotRegular):

@@ -1,6 +1,11 @@
 package genvm
 
-import "github.com/ucphhpc/gen-vm-image-go/fetch"
+import (
+	"net/http"
+
+	"github.com/ucphhpc/gen-vm-image-go/fetch"
+	"github.com/ucphhpc/gen-vm-image-go/publish/oci"
+)
 
 type options struct {
 	progress func(Event)
@@ -8,6 +13,10 @@ type options struct {
 	download []fetch.Option // download limits; none: fetch's defaults
 	cacheDir string         // "": fetch.DefaultCacheDir()
 	failFast bool
+	// insecureRegistry allows registries over plain HTTP; registryTransport,
+	// when set, carries registry requests.
+	insecureRegistry  bool
+	registryTransport http.RoundTripper
 	// index and count place an image in a build, for its events.
 	index, count int
 	// afterVerify, for tests, runs between an input's checksum and its
@@ -15,7 +24,7 @@ type options struct {
 	afterVerify func(path string)
 }
 
-// Option says how Generate, Build and Convert run (see "Specs and
+// Option says how Generate, Build, Convert and Push run (see "Specs and
 // options" in the package documentation).
 type Option func(*options)
 
@@ -60,6 +69,37 @@ func WithCacheDir(dir string) Option { return func(o *options) { o.cacheDir = di
 // WithFailFast makes Build stop at the first image that fails, as the
 // Python tool does. Without it every image that can be built is built.
 func WithFailFast() Option { return func(o *options) { o.failFast = true } }
+
+// WithInsecureRegistry allows registries that speak plain HTTP, for oci://
+// inputs and pushes. Certificates are still verified where TLS is used: a
+// registry with a private CA is trusted through SSL_CERT_FILE, or
+// WithRegistryTransport.
+func WithInsecureRegistry() Option { return func(o *options) { o.insecureRegistry = true } }
+
+// WithRegistryTransport sends the requests to registries through rt (one
+// that trusts a private CA, say); plain HTTP is still refused without
+// WithInsecureRegistry.
+func WithRegistryTransport(rt http.RoundTripper) Option {
+	return func(o *options) { o.registryTransport = rt }
+}
+
+// registryOptions are package oci's options for a registry request of
+// image (an output file name, for progress events) at stage.
+func (o *options) registryOptions(image, stage string) []oci.Option {
+	opts := []oci.Option{oci.WithUserAgent("gen-vm-image/" + Version)}
+	if o.insecureRegistry {
+		opts = append(opts, oci.WithInsecure())
+	}
+	if o.registryTransport != nil {
+		opts = append(opts, oci.WithTransport(o.registryTransport))
+	}
+	if o.progress != nil && stage != "" {
+		opts = append(opts, oci.WithProgress(func(p oci.Progress) {
+			o.emit(Event{Image: image, Stage: stage, Done: p.Done, Total: p.Total, DataTotal: -1})
+		}))
+	}
+	return opts
+}
 
 func (o *options) emit(e Event) {
 	if o.progress != nil {

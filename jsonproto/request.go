@@ -17,7 +17,7 @@ import (
 
 // Request is what corc's initializer plugin hands the Python tool, as JSON:
 // {name, size, version, input, format, output_directory, overwrite,
-// verbose}. Input may be a path or URL string, or an object like the
+// verbose}. Input may be a path, URL or oci:// string, or an object like the
 // architecture file's input section.
 type Request struct {
 	Name            string          `json:"name"`
@@ -35,6 +35,7 @@ type Request struct {
 type requestInput struct {
 	Path     string          `json:"path"`
 	URL      json.RawMessage `json:"url"` // a string, or a list: the URL and its mirrors
+	OCI      string          `json:"oci"` // a containerDisk: REGISTRY/REPO:TAG or @sha256:...
 	Format   string          `json:"format"`
 	Checksum *checksum.Spec  `json:"checksum"`
 }
@@ -89,7 +90,7 @@ func (req Request) Spec() (genvm.Spec, error) {
 		if err := json.Unmarshal(req.Input, &in); err != nil {
 			return s, genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid attribute type for input: must be a string or an object: %v", err)
 		}
-		s.Input = &genvm.Input{Path: in.Path, Format: in.Format}
+		s.Input = &genvm.Input{Path: in.Path, OCI: in.OCI, Format: in.Format}
 		urls, err := requestURLs(in.URL)
 		if err != nil {
 			return s, err
