@@ -225,6 +225,13 @@ func (s *session) remote(ctx context.Context, extra ...remote.Option) []remote.O
 		remote.WithAuth(s.auth), remote.WithUserAgent(s.o.userAgent)}, extra...)
 }
 
+// CheckPlatform returns why p is not a platform (OS/ARCH[/VARIANT]), or
+// nil.
+func CheckPlatform(p string) error {
+	_, err := parsePlatform(p)
+	return err
+}
+
 func parsePlatform(s string) (*v1.Platform, error) {
 	p, err := v1.ParsePlatform(s)
 	if err != nil || p.OS == "" || p.Architecture == "" {
