@@ -21,7 +21,11 @@ func pullInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 		return nil, 0, registryError(ctx, err)
 	}
 	source := oci.Scheme + img.Pinned()
-	say("Input %s%s is %s, with %d layers", oci.Scheme, img.Ref, source, len(img.Layers))
+	layers := "1 layer"
+	if len(img.Layers) != 1 {
+		layers = sprintf("%d layers", len(img.Layers))
+	}
+	say("Input %s%s is %s, with %s", oci.Scheme, img.Ref, source, layers)
 	// The disk is in the top layer of a containerDisk built FROM scratch;
 	// one built on a base image has it in a layer above the base's.
 	for i := len(img.Layers) - 1; i >= 0; i-- {
@@ -42,7 +46,6 @@ func pullInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 			res.File.Close()
 			return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", res.Path, err)
 		}
-		say("Input %s is /%s of the layer %s, verified (sha256), cached at %s", source, res.Member, l.Digest, res.Path)
 		if c := in.Checksum; c != nil {
 			if _, err := verifyChecksum(ctx, res.File, st.Size(), res.Member, c, say); err != nil {
 				res.File.Close()

@@ -456,6 +456,16 @@ func (x *extraction) keep(src string, started time.Time, layerBytes int64, res *
 	if err := os.Rename(x.e.imagePartial(), x.e.image()); err != nil {
 		return newError(KindCache, src, err, "Failed to put the pulled %s in place: %v", x.member, err)
 	}
+	// The file is handed on under its final name (the one messages give),
+	// and only when that name is still the file that was written.
+	if f, err := safefile.OpenOwned(x.e.image()); err == nil {
+		if sameOpenFile(f, x.file) {
+			x.file.Close()
+			x.file = f
+		} else {
+			f.Close()
+		}
+	}
 	m := layerMeta{Digest: x.req.Digest, Size: x.req.Size, Compression: x.req.Compression, Dir: x.req.Dir, Member: x.member,
 		ImageSize: x.writer.off, ImageDigest: x.writer.digest.sum(), Source: src, Fetched: time.Now().UTC()}
 	writeJSON(x.e.meta(), m) // without it the next run pulls again: no harm done
@@ -466,6 +476,13 @@ func (x *extraction) keep(src string, started time.Time, layerBytes int64, res *
 		Compression: x.req.Compression, Size: x.req.Size, Member: x.member, Messages: res.Messages}
 	x.file = nil // the caller's now
 	return nil
+}
+
+// sameOpenFile reports whether a and b are open on the same file.
+func sameOpenFile(a, b *os.File) bool {
+	sa, err1 := a.Stat()
+	sb, err2 := b.Stat()
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
 }
 
 // abort removes what a failed extraction wrote.

@@ -89,7 +89,7 @@ type env struct {
 
 // commands are the subcommands, in the order --help lists them.
 func commands() []command {
-	return []command{singleCommand(), multipleCommand(), convertCommand(), checkCommand(), infoCommand(), jsonCommand(),
+	return []command{singleCommand(), multipleCommand(), convertCommand(), pushCommand(), checkCommand(), infoCommand(), jsonCommand(),
 		completionCommand(), manCommand()}
 }
 
@@ -138,8 +138,9 @@ func topUsage(width int) string {
 	return fill("usage: "+prog+" ", []string{"[-h]", "[--version]", "{" + strings.Join(commandNames(), ",") + "}", "..."}, width)
 }
 
-const topDescription = `Generate virtual machine disk images: blank, or based on a local or downloaded
-image that is verified, converted and resized. No external programs are needed.`
+const topDescription = `Generate virtual machine disk images: blank, or based on a local, downloaded or
+registry image that is verified, converted and resized, and push them to OCI
+registries as KubeVirt containerDisks. No external programs are needed.`
 
 func topHelp(width int) string {
 	var b strings.Builder

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"github.com/ucphhpc/gen-vm-image-go/jsonproto"
@@ -19,6 +20,9 @@ var multipleOptions = []option{
 		help: "Where downloads are cached. (default: $GVI_CACHE_DIR, else\n$XDG_CACHE_HOME/gen-vm-image or ~/.cache/gen-vm-image)"},
 	noSyncOption,
 	downloadOptions[0], downloadOptions[1],
+	{names: []string{"--push"}, dest: "push", metavar: "PREFIX",
+		help: "Push every image, once built (or kept), to PREFIX/NAME:VERSION (NAME:latest without a version) as a KubeVirt containerDisk, e.g. --push registry.example.org/vm-images. Names, versions and formats that cannot be pushed are refused before anything is built."},
+	platformOption, insecureOption,
 	verboseOption, quietOption,
 }
 
@@ -41,7 +45,8 @@ validated first, and every problem is reported at once with its line number.`,
       format: <string>            # optional: ` + "`" + ` + writableFormats(true) + ` + "`" + `
       input:                      # optional: the image to base this one on
         path: <string>            # a local file, or
-        url: <url> | [<url>, ...] # a download (a list: mirrors, tried in order)
+        url: <url> | [<url>, ...] # a download (a list: mirrors, tried in order), or
+        oci: <reference>          # a KubeVirt containerDisk: REGISTRY/REPO:TAG or @sha256:...
         format: <string>          # optional: must agree with the content
         checksum: {type: sha256, value: <hex>, buffer_size: <int>, read_bytes: <int>}
         # or the checksum from a published checksum file, optionally signed:
@@ -56,6 +61,18 @@ the return code of the first failure as the exit code.
 
 func runMultiple(ctx context.Context, e env, p *parsed) int {
 	verbose := p.switches["verbose"]
+	push, pushing := p.values["push"]
+	if _, ok := p.values["platform"]; ok && !pushing {
+		return multipleCommand().fail(e, errors.New("argument --platform: it says what pushed images declare, and there is no --push"))
+	}
+	if pushing && push == "" {
+		return respond(e, jsonproto.NewResponse("", nil, verbose, genvm.Errorf(genvm.CodeMissingAttribute, nil,
+			"Missing attribute: --push is empty (an unset variable in a script?); give REGISTRY/PREFIX, or leave --push out")))
+	}
+	created, err := sourceDateEpoch()
+	if err != nil && pushing {
+		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
+	}
 	a, err := genvm.LoadArchitecture(p.positionals[0])
 	if err != nil {
 		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
@@ -70,6 +87,9 @@ func runMultiple(ctx context.Context, e env, p *parsed) int {
 		OutputDirectory: p.values["output_directory"],
 		Overwrite:       p.switches["overwrite"],
 		AllowShrink:     p.switches["allow_shrink"],
+		Push:            push,
+		PushPlatform:    p.values["platform"],
+		PushCreated:     created,
 	}, opts...)
 	stop()
 	notify(e, p, res.Notices)

@@ -126,5 +126,8 @@ func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) 
 	if p.switches["fail_fast"] {
 		opts = append(opts, genvm.WithFailFast())
 	}
+	if p.switches["insecure"] {
+		opts = append(opts, genvm.WithInsecureRegistry())
+	}
 	return opts, stop, nil
 }

@@ -14,7 +14,7 @@ import (
 
 var singleOptions = []option{
 	{names: []string{"-i", "--input"}, dest: "input", metavar: "SINGLE_INPUT", complete: completeFile,
-		help: "The path or url to the input image that the generated image should be based on.\nA url (http or https) is downloaded into the cache, verified while it\ndownloads, and decompressed if it is .xz, .gz, .bz2 or .zst."},
+		help: "The path or url to the input image that the generated image should be based on.\nA url (http or https) is downloaded into the cache, verified while it\ndownloads, and decompressed if it is .xz, .gz, .bz2 or .zst. An\noci://REGISTRY/REPOSITORY:TAG (or @sha256:DIGEST) is a KubeVirt\ncontainerDisk: its disk is taken out of the layer as it downloads,\nverified against the layer's digest and cached."},
 	{names: []string{"-if", "--input-format"}, dest: "input_format", metavar: "SINGLE_INPUT_FORMAT", complete: completeFormat,
 		help: "The format of the input image. Detected from the content if not provided;\nif provided, it must agree with the content."},
 	{names: []string{"-ict", "--input-checksum-type"}, dest: "checksum_type", metavar: "SINGLE_INPUT_CHECKSUM_TYPE", complete: completeAlgorithm,
@@ -46,6 +46,7 @@ var singleOptions = []option{
 		help: "Allow a size below the input's virtual size; the data beyond it is lost."},
 	noSyncOption,
 	downloadOptions[0], downloadOptions[1],
+	insecureOption,
 	verboseOption, quietOption,
 }
 
@@ -54,9 +55,9 @@ func singleCommand() command {
 		name:    "single",
 		summary: "Generate a single Virtual Machine Image",
 		description: `Generate a single Virtual Machine Image: a blank image of SIZE, or one based
-on an input image (a local file, or a URL downloaded once into the cache) that
-is verified against a checksum, converted to the output format and resized to
-SIZE. The image is written to OUTPUT_DIRECTORY/NAME[-VERSION].FORMAT under a
+on an input image (a local file, a URL downloaded once into the cache, or a
+containerDisk in an OCI registry) that is verified against a checksum,
+converted to the output format and resized to SIZE. The image is written to OUTPUT_DIRECTORY/NAME[-VERSION].FORMAT under a
 temporary name and renamed into place only when complete and checked.`,
 		args: []positional{
 			{name: "name", help: "The name of the image that will be generated."},
