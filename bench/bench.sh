@@ -11,6 +11,14 @@
 # serves the qcow2 from a loopback HTTP server (bench/httpserve) and times
 # the whole job: download, verify, convert, resize to 10G, check.
 #
+# The registry case (when docker-registry is installed) pushes the qcow2 to
+# a docker-registry on loopback as a containerDisk and pulls it back into
+# an empty cache (bench/ocipull: the library calls of `single -i oci://`
+# before it converts), against `cp` of the file and `sha256sum` of the copy:
+# the same bytes moved once and hashed once. Its qemu columns are that cp
+# and sha256sum. Afterwards it lists what a push and a pull left on disk:
+# one copy of the disk, in the cache.
+#
 # gen-vm-image fsyncs every image before renaming it into place (nothing
 # half-written survives a crash); qemu-img does not sync at all (its target
 # cache mode is "unsafe"). So each case is timed twice on qemu's side: as
@@ -52,9 +60,46 @@ ZSUM=$(cat "$ZSUM_FILE")
 (cd "$ROOT" && go build -o "$DIR/httpserve" ./bench/httpserve)
 "$DIR/httpserve" -dir "$DIR" >"$DIR/httpserve.addr" 2>"$DIR/httpserve.err" &
 SERVER=$!
-trap 'kill $SERVER 2>/dev/null || true' EXIT
+REGPID=
+trap 'kill $SERVER 2>/dev/null || true; [ -z "$REGPID" ] || kill $REGPID 2>/dev/null || true' EXIT
 for _ in $(seq 50); do [ -s "$DIR/httpserve.addr" ] && break; sleep 0.1; done
 URL="http://$(cat "$DIR/httpserve.addr")/$(basename "$ZQCOW")"
+
+# A loopback registry for the registry case: docker-registry with its
+# storage in $DIR/registry, on the first free port from 15000. The
+# registry reads REGISTRY_* variables as configuration: none reach it.
+REG=
+if command -v docker-registry >/dev/null; then
+  (cd "$ROOT" && go build -o "$DIR/ocipull" ./bench/ocipull)
+  REGDIR="$DIR/registry"
+  rm -rf "$REGDIR"
+  mkdir -p "$REGDIR"
+  for port in $(seq 15000 15030); do
+    cat >"$REGDIR/config.yml" <<EOF
+version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: $REGDIR/storage
+http:
+  addr: 127.0.0.1:$port
+  secret: gvi-bench
+EOF
+    # shellcheck disable=SC2046
+    env $(env | grep -o '^REGISTRY_[A-Za-z0-9_]*' | sed 's/^/-u /') docker-registry serve "$REGDIR/config.yml" >"$REGDIR/log" 2>&1 &
+    REGPID=$!
+    for _ in $(seq 50); do curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null && break; sleep 0.1; done
+    if kill -0 "$REGPID" 2>/dev/null && curl -fsS -o /dev/null "http://127.0.0.1:$port/v2/" 2>/dev/null; then
+      REG=127.0.0.1:$port
+      break
+    fi
+    kill "$REGPID" 2>/dev/null || true
+    REGPID=
+  done
+fi
 
 echo "inputs: $(du -h --apparent-size "$RAW" | cut -f1) raw ($(du -h "$RAW" | cut -f1) allocated), $(du -h "$ZQCOW" | cut -f1) zlib qcow2; $(nproc) cores" >&2
 
@@ -84,8 +129,17 @@ durable() { # durable FILE CMD...: CMD, then make FILE durable as we do ours
   local file=$1; shift
   "$@" && sync "$file"
 }
-export -f qemu_job qemu_download_job durable; export OUT
+registry_job() { # push as a containerDisk, then pull into an empty cache, with a temporary directory of their own
+  mkdir -p "$OUT/tmp" &&
+    TMPDIR="$OUT/tmp" "$BIN" push -q --insecure "$ZQCOW" "$REG/bench/disk:1" >/dev/null &&
+    TMPDIR="$OUT/tmp" "$DIR/ocipull" -insecure -cache "$OUT/cache" "$REG/bench/disk:1" >/dev/null
+}
+copy_job() { # the same bytes moved once and hashed once
+  cp "$ZQCOW" "$OUT/copy.qcow2" && sha256sum "$OUT/copy.qcow2" >/dev/null
+}
+export -f qemu_job qemu_download_job durable registry_job copy_job; export OUT BIN DIR ZQCOW REG
 
+selected() { [ "$ONLY" = "  " ] || [[ $ONLY == *" $1 "* ]]; }
 # name|our command|qemu-img's|the file qemu-img's writes
 CASES=(
   "zqcow2-to-qcow2|$BIN convert -O qcow2 $ZQCOW $OUT/o.qcow2|qemu-img convert -O qcow2 $ZQCOW $OUT/o.qcow2|$OUT/o.qcow2"
@@ -98,7 +152,11 @@ CASES=(
   # The cache is in $OUT, which every run starts without: always a download.
   "download-job|$BIN single job 10G -i $URL -ict sha256 -ic $ZSUM -od $OUT --cache-dir $OUT/cache|env URL_IN=$URL SUM_IN=$ZSUM bash -c qemu_download_job|$OUT/job.qcow2"
 )
-selected() { [ "$ONLY" = "  " ] || [[ $ONLY == *" $1 "* ]]; }
+if [ -n "$REG" ]; then
+  CASES+=("registry|bash -c registry_job|bash -c copy_job|$OUT/copy.qcow2")
+elif selected registry; then
+  echo "registry case skipped: docker-registry is not installed (apt-get install docker-registry)" >&2
+fi
 rm -f "$DIR"/*.times
 for ((i = 1; i <= RUNS; i++)); do
   for c in "${CASES[@]}"; do
@@ -135,3 +193,11 @@ for c in "${CASES[@]}"; do
   printf "%-16s %8s %8s %7.2f %11s %7.2f %6d MiB %6d MiB\n" "$name" "$o" "$q" "$(ratio "$o" "$q")" "$qs" "$(ratio "$o" "$qs")" $((orss / 1024)) $((qrss / 1024))
 done
 echo "(median wall seconds of $RUNS runs; ratio = ours/qemu-img's; qemu+sync = qemu-img's flow then sync of its output; RSS = the largest peak seen)"
+if [ -n "$REG" ] && selected registry; then
+  echo "(registry: ours = push + pull, qemu = cp + sha256sum of the copy)"
+  rm -rf "$OUT"
+  mkdir -p "$OUT"
+  bash -c registry_job
+  echo "registry: the files a push and a pull left in $OUT, their temporary directory included:"
+  (cd "$OUT" && find . -type f -printf '  %p %s bytes\n' | sort)
+fi
