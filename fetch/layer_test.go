@@ -3,6 +3,7 @@ package fetch
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
@@ -187,4 +188,64 @@ func TestFetchLayerRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// FuzzFetchLayer takes a disk out of arbitrary layer bytes (whose digest
+// is theirs, so that the tar is what is tested): no panic, no hang, a
+// limit that holds, and nothing in the cache but a whole disk.
+func FuzzFetchLayer(f *testing.F) {
+	f.Add(makeTarF(f, tarEntry{name: "disk/a.raw", typ: tar.TypeReg, data: []byte("a disk")}), "")
+	f.Add(makeTarF(f, tarEntry{name: "disk/", typ: tar.TypeDir}, tarEntry{name: "./disk/b.qcow2", typ: tar.TypeReg, data: bytes.Repeat([]byte{0, 1}, 3000)}), "")
+	f.Add(makeTarF(f, tarEntry{name: "disk/a", typ: tar.TypeReg, data: []byte("a")}, tarEntry{name: "disk/b", typ: tar.TypeReg, data: []byte("b")}), "")
+	f.Add(compressF(f, makeTarF(f, tarEntry{name: "disk/z.raw", typ: tar.TypeReg, data: make([]byte, 70000)})), "gzip")
+	f.Add([]byte("not a tar at all"), "zstd")
+	const limit = 1 << 20
+	f.Fuzz(func(t *testing.T, blob []byte, compression string) {
+		if compression != "" && compression != "gzip" && compression != "zstd" {
+			compression = ""
+		}
+		cache := t.TempDir()
+		opens := 0
+		req := layerRequest(cache, blob, compression, &opens)
+		res, err := FetchLayer(context.Background(), req, WithMaxSize(limit))
+		if err != nil {
+			if kindOf(err) == 0 {
+				t.Fatalf("not an *Error: %v", err)
+			}
+			if entries, _ := os.ReadDir(filepath.Join(cache, "layers")); len(entries) != 0 {
+				t.Fatalf("a failed pull left %v", entries)
+			}
+			return
+		}
+		defer res.File.Close()
+		st, err := res.File.Stat()
+		if err != nil || st.Size() > limit || !strings.HasPrefix(res.Member, "disk/") {
+			t.Fatalf("result %+v, size %v, %v", res, st, err)
+		}
+	})
+}
+
+func makeTarF(f *testing.F, entries ...tarEntry) []byte {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	for _, e := range entries {
+		h := &tar.Header{Name: e.name, Typeflag: e.typ, Mode: 0o440, Size: int64(len(e.data))}
+		if e.typ == tar.TypeDir {
+			h.Size = 0
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			f.Fatal(err)
+		}
+		tw.Write(e.data)
+	}
+	tw.Close()
+	return buf.Bytes()
+}
+
+func compressF(f *testing.F, data []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(data)
+	zw.Close()
+	return buf.Bytes()
 }
