@@ -229,3 +229,31 @@ func TestPushRefusals(t *testing.T) {
 		}
 	}
 }
+
+// A tag moved to another image is followed: the cache is keyed by the
+// layer's digest, never by a tag, so the old disk is never served for it.
+func TestMovedTagIsFollowed(t *testing.T) {
+	isolateCredentials(t)
+	reg := registrytest.Start(t, registrytest.Config{})
+	ctx := context.Background()
+	dir, cache := t.TempDir(), t.TempDir()
+	ref := reg.Addr + "/vm/moving:stable"
+	for i, content := range []string{"the first image", "the second image"} {
+		raw := filepath.Join(dir, "disk.raw")
+		data := rawInput()
+		copy(data[4096:], content)
+		if err := os.WriteFile(raw, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := Push(ctx, PushSpec{File: raw, Reference: ref}, WithInsecureRegistry()); err != nil {
+			t.Fatal(err)
+		}
+		res, err := Generate(ctx, Spec{Name: "pulled", Size: "1M", Format: "raw", Input: &Input{OCI: ref}, OutputDirectory: t.TempDir()}, WithInsecureRegistry(), WithCacheDir(cache))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := mustRead(t, res.Path); !bytes.Equal(got, data) {
+			t.Fatalf("pull %d after the tag moved: not the image the tag names now", i+1)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -61,10 +62,19 @@ func Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 	if err != nil {
 		return nil, s.fail(err, "Failed to read the manifest of")
 	}
-	im := &Image{Ref: s.ref.Name(), Digest: digest.String(), s: s}
-	notDisk := func(format string, args ...any) (*Image, error) {
-		msg := fmt.Sprintf("%s%s is not a containerDisk: ", Scheme, s.ref) + fmt.Sprintf(format, args...)
-		return nil, &Error{Kind: KindNotDisk, Ref: s.ref.String(), Msg: msg}
+	layers, err := tarLayers(Scheme+s.ref.String(), m)
+	if err != nil {
+		return nil, err
+	}
+	return &Image{Ref: s.ref.Name(), Digest: digest.String(), Layers: layers, s: s}, nil
+}
+
+// tarLayers are the layers of manifest m, each checked to be a tar layer
+// that can be verified and that comes from the registry itself; what is
+// not is an error of KindNotDisk naming the layer.
+func tarLayers(ref string, m *v1.Manifest) ([]Layer, error) {
+	notDisk := func(format string, args ...any) ([]Layer, error) {
+		return nil, &Error{Kind: KindNotDisk, Ref: ref, Msg: ref + " is not a containerDisk: " + fmt.Sprintf(format, args...)}
 	}
 	switch {
 	case len(m.Layers) == 0:
@@ -72,14 +82,15 @@ func Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 	case len(m.Layers) > maxLayers:
 		return notDisk("its manifest lists %d layers, more than the %d an image can have", len(m.Layers), maxLayers)
 	}
+	var layers []Layer
 	for i, l := range m.Layers {
 		if len(l.URLs) > 0 {
 			// A foreign layer is fetched from wherever the manifest says:
 			// a registry must not send us to arbitrary hosts.
 			return notDisk("layer %d is a foreign layer, to be fetched from elsewhere (%s)", i+1, strings.Join(l.URLs, ", "))
 		}
-		if l.Digest.Algorithm != "sha256" {
-			return notDisk("layer %d has a %s digest; this version verifies sha256", i+1, l.Digest.Algorithm)
+		if l.Digest.Algorithm != "sha256" || len(l.Digest.Hex) != 64 {
+			return notDisk("layer %d has the digest %q; this version verifies sha256", i+1, l.Digest.String())
 		}
 		if l.Size < 0 {
 			return notDisk("layer %d has a negative size", i+1)
@@ -88,9 +99,9 @@ func Resolve(ctx context.Context, ref string, opts ...Option) (*Image, error) {
 		if !ok {
 			return notDisk("layer %d has the media type %q, which is not a tar layer", i+1, l.MediaType)
 		}
-		im.Layers = append(im.Layers, Layer{Digest: l.Digest.String(), Size: l.Size, MediaType: string(l.MediaType), Compression: compression})
+		layers = append(layers, Layer{Digest: l.Digest.String(), Size: l.Size, MediaType: string(l.MediaType), Compression: compression})
 	}
-	return im, nil
+	return layers, nil
 }
 
 // layerCompression names the compression of a layer of media type mt, and
