@@ -1,7 +1,9 @@
 // Package genvm generates virtual machine disk images: blank ones, or ones
-// based on an existing image that is verified, converted and resized. It is
-// the library behind the gen-vm-image command, for any Go program that
-// embeds it. Everything is done by our own code: no external program runs.
+// based on an existing image (a file, a download, a KubeVirt containerDisk
+// in an OCI registry) that is verified, converted and resized, and pushes
+// images to registries as containerDisks. It is the library behind the
+// gen-vm-image command, for any Go program that embeds it. Everything is
+// done by our own code: no external program runs.
 //
 // The pipeline for one image, each step a function below:
 //
@@ -14,17 +16,20 @@
 //
 // # Specs and options
 //
-// Generate, Build and Convert each take a spec and options, by one rule.
-// The spec (Spec, BuildSpec, ConvertSpec) says what to make: which images,
-// their names, versions, sizes and formats, their inputs and how those are
-// verified, where they go, and whether an existing image may be replaced
-// (Overwrite) or an input cut short (AllowShrink) — everything that decides
-// what ends up on disk. Options (WithProgress, WithoutSync,
-// WithMaxDownloadSize, WithMinDownloadRate, WithCacheDir, WithFailFast)
-// say how the run goes: what it reports, how durably and how fast it
-// writes, where downloads are kept, when a build gives up. An option never
-// changes what a successful run writes; an option an entry point has no
-// use for is ignored.
+// Generate, Build, Convert and Push each take a spec and options, by one
+// rule. The spec (Spec, BuildSpec, ConvertSpec, PushSpec) says what to
+// make: which images, their names, versions, sizes and formats, their
+// inputs and how those are verified, where they go (a directory, a
+// registry reference, the platform and timestamp a pushed image declares),
+// and whether an existing image may be replaced (Overwrite) or an input cut
+// short (AllowShrink) — everything that decides what ends up on disk or in
+// a registry. Options (WithProgress, WithoutSync, WithMaxDownloadSize,
+// WithMinDownloadRate, WithCacheDir, WithFailFast, WithInsecureRegistry,
+// WithRegistryTransport) say how the run goes: what it reports, how
+// durably and how fast it writes, where downloads are kept, when a build
+// gives up, how registries are reached. An option never changes what a
+// successful run writes; an option an entry point has no use for is
+// ignored.
 package genvm
 
 import (

@@ -20,8 +20,9 @@ initializer plugin of corc).`,
 		epilog: `The request has the keys of that plugin call:
 
   {"name": "debian", "size": "20G", "version": "12", "format": "qcow2",
-   "input": "path/to/base.qcow2",        (or {"path": ..., "format": ...,
-                                            "checksum": {"type": ..., "value": ...}})
+   "input": "path/to/base.qcow2",        (or a URL, or oci://REGISTRY/REPO:TAG, or
+                                          {"path"|"url"|"oci": ..., "format": ...,
+                                           "checksum": {"type": ..., "value": ...}})
    "output_directory": "generated-images", "overwrite": false, "verbose": true}
 
 The answer is the same JSON result as 'single' prints, on stdout on success and
