@@ -61,18 +61,19 @@ func checkPushes(spec BuildSpec) error {
 		return err
 	}
 	var problems []string
+	rules := ""
 	for _, im := range spec.Architecture.Images {
 		ref := PushReference(spec.Push, im.Name, im.Version)
 		if _, err := oci.ParseReference(ref); err != nil {
 			problems = append(problems, fmt.Sprintf("image %s cannot be pushed as %s: %v", im.Key, ref, err))
+			rules = " (a repository name is lowercase letters and digits, separated by . _ - or /; a tag is at most 128 letters, digits and . _ -)"
 		}
 		if !slices.Contains(kubeVirtFormats, im.Format) {
 			problems = append(problems, fmt.Sprintf("image %s is a %s image, and a containerDisk holds %s", im.Key, im.Format, strings.Join(kubeVirtFormats, " or ")))
 		}
 	}
 	if len(problems) > 0 {
-		return newError(CodeInvalidAttribute, nil, "Cannot push to %s: %s (a repository name is lowercase letters, digits and . _ - separators; a tag is at most 128 letters, digits and . _ -)",
-			spec.Push, strings.Join(problems, "; "))
+		return newError(CodeInvalidAttribute, nil, "Cannot push to %s: %s%s", spec.Push, strings.Join(problems, "; "), rules)
 	}
 	return nil
 }

@@ -88,11 +88,13 @@ func (s *session) fail(err error, what string) *Error {
 		// go-containerregistry checks a manifest fetched by digest and
 		// says so only in words.
 		kind, why = KindDigest, fmt.Sprintf("the registry sent a manifest that does not have the digest asked for (%v)", err)
-		err = errors.Join(ErrDigestMismatch, err)
 	case errors.As(err, &terr):
 		kind, why = s.describeStatus(terr)
 	default:
 		why = describeNetError(err, registry)
+	}
+	if kind == KindDigest {
+		err = errors.Join(ErrDigestMismatch, err)
 	}
 	return &Error{Kind: kind, Ref: ref, Err: err, Msg: fmt.Sprintf("%s %s: %s", what, Scheme+ref, why)}
 }
