@@ -152,6 +152,14 @@ CASES=(
   # The cache is in $OUT, which every run starts without: always a download.
   "download-job|$BIN single job 10G -i $URL -ict sha256 -ic $ZSUM -od $OUT --cache-dir $OUT/cache|env URL_IN=$URL SUM_IN=$ZSUM bash -c qemu_download_job|$OUT/job.qcow2"
 )
+# Each file in bench/cases.d appends its cases to CASES (and exports the
+# shell functions they call): one file per format or feature, so that adding
+# a case touches no other.
+for f in "$ROOT"/bench/cases.d/*.sh; do
+  [ -e "$f" ] || continue
+  # shellcheck disable=SC1090
+  . "$f"
+done
 if [ -n "$REG" ]; then
   CASES+=("registry|bash -c registry_job|bash -c copy_job|$OUT/copy.qcow2")
 elif selected registry; then
