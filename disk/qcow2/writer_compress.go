@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime"
 	"sync"
 
 	"github.com/klauspost/compress/flate"
@@ -61,13 +62,14 @@ func compressionType(opt disk.CreateOptions) (uint8, error) {
 type wrCompressor struct {
 	clusterSize int64
 	zstd        bool
-	deflaters   sync.Pool // *deflater
+	encoders    sync.Pool // *encoder
 	zstdEnc     *zstd.Encoder
 	padded      sync.Pool // *[]byte: a cluster, for a short last unit
 }
 
-type deflater struct {
-	w   *flate.Writer
+// encoder is one worker's deflate state and output buffer.
+type encoder struct {
+	w   *flate.Writer // nil until deflate is used
 	out bytes.Buffer
 }
 
@@ -78,7 +80,7 @@ func newWrCompressor(clusterSize int64, ctype uint8) (*wrCompressor, error) {
 		// libzstd's defaults, as qemu uses them: level 3, no checksum.
 		// EncodeAll is safe for concurrent use.
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false),
-			zstd.WithEncoderConcurrency(1), zstd.WithLowerEncoderMem(true))
+			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
 		if err != nil {
 			return nil, fmt.Errorf("qcow2: zstd: %w", err)
 		}
@@ -103,19 +105,25 @@ func (c *wrCompressor) compress(unit []byte) ([]byte, error) {
 		copy(in, unit)
 		clear(in[len(unit):])
 	}
-	var out []byte
+	d, _ := c.encoders.Get().(*encoder)
+	if d == nil {
+		d = &encoder{}
+	}
+	defer c.encoders.Put(d)
+	d.out.Reset()
 	if c.zstd {
-		out = c.zstdEnc.EncodeAll(in, make([]byte, 0, cs))
+		// Into a pooled buffer, then copied to its size: the streams wait in
+		// the converter's window, which must not hold a cluster for each.
+		b := c.zstdEnc.EncodeAll(in, d.out.AvailableBuffer())
+		d.out.Write(b)
 	} else {
-		d, _ := c.deflaters.Get().(*deflater)
-		if d == nil {
+		if d.w == nil {
 			w, err := flate.NewWriterWindow(nil, deflateWindow)
 			if err != nil {
 				return nil, fmt.Errorf("qcow2: deflate: %w", err)
 			}
-			d = &deflater{w: w}
+			d.w = w
 		}
-		d.out.Reset()
 		d.w.Reset(&d.out)
 		if _, err := d.w.Write(in); err != nil {
 			return nil, fmt.Errorf("qcow2: deflate: %w", err)
@@ -123,15 +131,16 @@ func (c *wrCompressor) compress(unit []byte) ([]byte, error) {
 		if err := d.w.Close(); err != nil {
 			return nil, fmt.Errorf("qcow2: deflate: %w", err)
 		}
-		if int64(d.out.Len()) < cs {
-			out = bytes.Clone(d.out.Bytes())
-		}
-		c.deflaters.Put(d)
 	}
-	if out == nil || int64(len(out)) >= cs {
-		return bytes.Clone(in), nil
+	if int64(d.out.Len()) < cs {
+		return bytes.Clone(d.out.Bytes()), nil
 	}
-	return out, nil
+	// Stored plain. A whole cluster is the caller's own buffer, which the
+	// converter keeps until the cluster is stored.
+	if len(unit) == len(in) {
+		return unit, nil
+	}
+	return bytes.Clone(in), nil
 }
 
 // decompress is the inverse, for rewriting a cluster a shrink cuts.
