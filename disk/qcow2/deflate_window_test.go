@@ -341,3 +341,37 @@ func TestCompressIndependentOfHistory(t *testing.T) {
 		}
 	}
 }
+
+func TestLooksRandom(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 5))
+	random := func(n int) []byte {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte(rng.Uint32())
+		}
+		return b
+	}
+	for _, tt := range []struct {
+		name string
+		b    []byte
+		want bool
+	}{
+		{"random 64K", random(64 << 10), true},
+		{"random 2M", random(2 << 20), true},
+		{"random 4K: too small to tell", random(4 << 10), false},
+		{"text", cmpText(t, 64<<10), false},
+		{"zeros", make([]byte, 64<<10), false},
+		{"random half, zeros half", append(random(32<<10), make([]byte, 32<<10)...), false},
+		{"random 7 bits", func() []byte {
+			b := random(64 << 10)
+			for i := range b {
+				b[i] &= 0x7f
+			}
+			return b
+		}(), false},
+	} {
+		if got := looksRandom(tt.b); got != tt.want {
+			t.Errorf("%s: %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
