@@ -40,6 +40,10 @@ const deflateWindow = 4096
 // before one pwrite.
 const streamBufSize = 1 << 20
 
+// maxZstdEncoders bounds the zstd encoder states (and so the cores zstd
+// compresses on): 16 cores compress faster than a disk writes.
+const maxZstdEncoders = 16
+
 // maxStreamRefcount is the most streams that may share a host cluster:
 // the largest 16-bit refcount (qemu starts a new cluster there too).
 const maxStreamRefcount = 1<<wrRefcountBits - 1
@@ -78,9 +82,10 @@ func newWrCompressor(clusterSize int64, ctype uint8) (*wrCompressor, error) {
 	c.padded.New = func() any { b := make([]byte, clusterSize); return &b }
 	if c.zstd {
 		// libzstd's defaults, as qemu uses them: level 3, no checksum.
-		// EncodeAll is safe for concurrent use.
+		// EncodeAll is safe for concurrent use, with one encoder state (1.5
+		// MiB of tables) per concurrent call: at most maxZstdEncoders.
 		enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderCRC(false),
-			zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)))
+			zstd.WithEncoderConcurrency(min(runtime.GOMAXPROCS(0), maxZstdEncoders)))
 		if err != nil {
 			return nil, fmt.Errorf("qcow2: zstd: %w", err)
 		}
