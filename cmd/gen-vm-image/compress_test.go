@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -38,6 +40,17 @@ func TestCompressedOutputs(t *testing.T) {
 			t.Fatalf("convert -c %s: exit %d %+v", ctype, r.code, resp)
 		}
 		assertCompressed(t, out, 3<<20+512, ctype, raw)
+		// One core or several: the same bytes.
+		one := filepath.Join(dir, "one-"+ctype+".qcow2")
+		r = gviEnv(t, dir, []string{"GOMAXPROCS=1"}, "convert", "-c", "-o", "compression_type="+ctype, raw, one)
+		if resp := r.result(t); r.code != 0 {
+			t.Fatalf("convert -c %s on one core: exit %d %+v", ctype, r.code, resp)
+		}
+		a, errA := os.ReadFile(out)
+		b, errB := os.ReadFile(one)
+		if errA != nil || errB != nil || !bytes.Equal(a, b) {
+			t.Errorf("convert -c %s wrote other bytes on one core than on %d (%v, %v)", ctype, runtime.NumCPU(), errA, errB)
+		}
 	}
 
 	// single: converted compressed, then grown to SIZE.
