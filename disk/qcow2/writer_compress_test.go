@@ -276,3 +276,50 @@ func TestCompressedOptions(t *testing.T) {
 		t.Error("a write into a compressed cluster was accepted")
 	}
 }
+
+// cmpSeed is a small image of our compressed writer for the fuzz targets:
+// 512-byte clusters of text, zeros and random bytes, so that streams share
+// host clusters (refcounts above 1) and some clusters are stored plain.
+func cmpSeed(f *testing.F, ctype string) []byte {
+	f.Helper()
+	path := filepath.Join(f.TempDir(), "seed-"+ctype+".qcow2")
+	file, err := os.Create(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	defer file.Close()
+	const size = 12<<10 + 512
+	opt := cmpOpt(512, ctype)
+	opt.Compress = true
+	w, err := Create(file, size, opt)
+	if err != nil {
+		f.Fatal(err)
+	}
+	text := cmpText(f, size)
+	rng := rand.New(rand.NewPCG(9, 9))
+	c := w.(disk.Compressor)
+	for off := int64(0); off < size; off += 512 {
+		unit := text[off : off+512]
+		switch off / 512 % 4 {
+		case 1:
+			continue // zeros: not stored
+		case 3:
+			unit = wrRandom(rng, 512)
+		}
+		stored, err := c.Compress(off, unit)
+		if err == nil {
+			err = c.WriteStored(off, stored)
+		}
+		if err != nil {
+			f.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		f.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		f.Fatal(err)
+	}
+	return b
+}
