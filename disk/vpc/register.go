@@ -1,0 +1,14 @@
+package vpc
+
+import "github.com/ucphhpc/gen-vm-image-go/disk"
+
+func init() {
+	disk.Register(disk.Format{
+		Name:       "vpc",
+		Aliases:    []string{"vhd"},
+		Sniff:      Sniff,
+		Inspect:    Inspect,
+		Open:       Open,
+		Extensions: []string{".vhd", ".vpc"},
+	})
+}
