@@ -9,6 +9,11 @@ func init() {
 		Sniff:      Sniff,
 		Inspect:    Inspect,
 		Open:       Open,
+		Create:     Create,
+		BlockSize:  BlockSize,
+		Options:    CreateOptions,
+		Size:       Size,
+		Check:      Check,
 		Extensions: []string{".vhd", ".vpc"},
 	})
 }
