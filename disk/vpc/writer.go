@@ -87,8 +87,8 @@ func BlockSize(opt disk.CreateOptions) int64 {
 
 // writer is the VHD disk.Writer.
 type writer struct {
-	f    *os.File
-	s    settings
+	f        *os.File
+	s        settings
 	size     int64 // virtual size, a multiple of 512
 	geometry geometry
 
