@@ -40,10 +40,21 @@ func Check(r io.ReaderAt, size int64) (disk.CheckReport, error) {
 	}
 	span := bitmapSize(l.blockSize) + l.blockSize
 	needed := blocks(l.virtualSize, l.blockSize)
-	metaEnd := max(l.tableOffset+l.entries*4, int64(l.footer.dataOffset)+dynHeaderSize)
+	// The footer copy, the dynamic header and the table: no block may lie
+	// on them.
+	meta := [][2]int64{{0, footerSize}, {int64(l.footer.dataOffset), int64(l.footer.dataOffset) + dynHeaderSize},
+		{l.tableOffset, l.tableOffset + l.entries*4}}
+	onMeta := func(start int64) bool {
+		for _, m := range meta {
+			if start < m[1] && m[0] < start+span {
+				return true
+			}
+		}
+		return false
+	}
 	type placed struct{ index, start int64 }
 	var used []placed
-	end := (metaEnd + 511) &^ 511
+	end := (l.tableOffset + l.entries*4 + 511) &^ 511
 	for i := int64(0); i < l.entries; i++ {
 		e := uint32(table[4*i])<<24 | uint32(table[4*i+1])<<16 | uint32(table[4*i+2])<<8 | uint32(table[4*i+3])
 		if e == unallocated {
@@ -55,7 +66,7 @@ func Check(r io.ReaderAt, size int64) (disk.CheckReport, error) {
 			rep.Corruptions++
 			problem("block %d at offset %#x runs past the end of the file (%d bytes)", i, start, size)
 			continue
-		case start < metaEnd:
+		case onMeta(start):
 			rep.Corruptions++
 			problem("block %d at offset %#x overlaps the header or the block table", i, start)
 			continue

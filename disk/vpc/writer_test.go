@@ -231,3 +231,62 @@ func TestWriterDeterministic(t *testing.T) {
 		t.Fatalf("timestamp %d, want SOURCE_DATE_EPOCH - 946684800", got)
 	}
 }
+
+// TestWriterResize: growing past the room Create reserved for the block
+// table moves the table after the blocks; shrinking needs allowShrink and
+// discards what lies beyond, also when the disk then grows again.
+func TestWriterResize(t *testing.T) {
+	oracle.QemuImg(t)
+	dir := t.TempDir()
+	for _, o := range []string{"force_size=on", "subformat=fixed,force_size=on", ""} {
+		t.Run(o, func(t *testing.T) {
+			opt := options(t, o)
+			img, raw := filepath.Join(dir, "r.vhd"), filepath.Join(dir, "r.raw")
+			f, err := os.Create(img)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			w, err := Create(f, 3<<20, opt)
+			if err != nil {
+				t.Fatal(err)
+			}
+			first := pattern(3<<20, 1)
+			if _, err := w.WriteAt(first, 0); err != nil {
+				t.Fatal(err)
+			}
+			// Grow past the 128 entries (256 MiB) of the reserved table.
+			if err := w.Resize(300<<20, false); err != nil {
+				t.Fatal(err)
+			}
+			vsize, _, _ := Size(300<<20, opt)
+			if s := decodeOptions(opt); s.fixed && s.forceSize {
+				vsize = 300 << 20 // Resize keeps the sector size; Size's MiB is already one
+			}
+			late := pattern(8192, 2)
+			if _, err := w.WriteAt(late, 290<<20); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Resize(2<<20, false); !errors.Is(err, disk.ErrShrink) {
+				t.Fatalf("shrink without allowShrink: %v", err)
+			}
+			// Shrink to 1.5 MiB and grow back: the tail reads as zeros.
+			if err := w.Resize(3<<19, true); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Resize(300<<20, false); err != nil {
+				t.Fatal(err)
+			}
+			if err := w.Close(); err != nil {
+				t.Fatal(err)
+			}
+			_, shrunk := sizedGeometry(3<<19, decodeOptions(opt).forceSize)
+			want := make([]byte, vsize)
+			copy(want, first[:shrunk])
+			if err := os.WriteFile(raw, want, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			assertOracle(t, img, raw, vsize, decodeOptions(opt).fixed)
+		})
+	}
+}
