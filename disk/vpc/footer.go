@@ -211,7 +211,8 @@ func encodeDynHeader(tableOffset int64, entries uint32, blockSize uint32) []byte
 }
 
 // bitmapSize is the size of a block's sector bitmap: a bit per sector,
-// padded to a sector.
+// padded to a sector, as qemu reckons it (which makes it 0 for blocks
+// under 4 KiB, that nobody writes).
 func bitmapSize(blockSize int64) int64 {
 	return (blockSize/(8*512) + 511) &^ 511
 }

@@ -121,7 +121,7 @@ func (im *dynImage) ReadAt(p []byte, off int64) (int, error) {
 		if h := im.host(pos); h < 0 {
 			clear(seg)
 		} else if err := blockio.ReadFull(im.r, seg, h); err != nil {
-			return done, fmt.Errorf("vpc: reading block %d at offset %#x: %w", pos/bs, h, err)
+			return done, fmt.Errorf("vpc: %w: reading block %d at offset %#x: %w", disk.ErrFormat, pos/bs, h, err)
 		}
 		done += n
 	}
