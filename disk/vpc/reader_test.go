@@ -2,6 +2,7 @@ package vpc
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -229,5 +230,63 @@ func TestReaderCorpus(t *testing.T) {
 	}
 	if seen == 0 {
 		t.Skip("no VHD files in the corpus")
+	}
+}
+
+// TestReaderMalformed: damaged and hostile disks fail cleanly, each with
+// its class of error, before anything is allocated for them.
+func TestReaderMalformed(t *testing.T) {
+	be := binary.BigEndian
+	// patch returns the hand-made dynamic disk with f applied and every
+	// checksum fixed up again.
+	patch := func(f func(b []byte)) []byte {
+		b := seedSmallBlocks()
+		f(b)
+		for _, at := range []int{0, len(b) - footerSize} {
+			be.PutUint32(b[at+offChecksum:], Checksum(b[at:at+footerSize], offChecksum))
+		}
+		be.PutUint32(b[footerSize+offDynChecksum:], Checksum(b[footerSize:footerSize+dynHeaderSize], offDynChecksum))
+		return b
+	}
+	// both applies f to the footer copy at 0 and to the footer at the end.
+	both := func(f func(footer []byte)) func(b []byte) {
+		return func(b []byte) { f(b); f(b[len(b)-footerSize:]) }
+	}
+	tests := []struct {
+		name  string
+		image []byte
+		class error
+		msg   string
+	}{
+		{"bad footer checksum", func() []byte { b := seedSmallBlocks(); b[offUUID] ^= 1; return b }(), disk.ErrFormat, "checksum"},
+		{"bad header checksum", func() []byte { b := seedSmallBlocks(); b[footerSize+100] ^= 1; return b }(), disk.ErrFormat, "checksum"},
+		{"block past the end", patch(func(b []byte) { be.PutUint32(b[1536+8:], uint32(len(b)/512)) }), disk.ErrFormat, "truncated"},
+		{"table past the end", patch(func(b []byte) { be.PutUint64(b[footerSize+offDynTableOffset:], uint64(len(b))) }), disk.ErrFormat, "past the end"},
+		{"table too small", patch(func(b []byte) { be.PutUint32(b[footerSize+offDynMaxEntries:], 2) }), disk.ErrFormat, "covers less"},
+		{"table too large", patch(func(b []byte) { be.PutUint32(b[footerSize+offDynMaxEntries:], 0x40000001) }), disk.ErrLimit, ""},
+		{"block size not a power of two", patch(func(b []byte) { be.PutUint32(b[footerSize+offDynBlockSize:], 3000) }), disk.ErrFormat, "block size"},
+		{"header beyond the file", patch(both(func(f []byte) { be.PutUint64(f[offDataOffset:], 1<<40) })), disk.ErrFormat, "beyond"},
+		{"footers disagree", patch(func(b []byte) { be.PutUint64(b[offCurrentSize:], 4096) }), disk.ErrUnsafe, "disagree"},
+		{"differencing", patch(both(func(f []byte) { be.PutUint32(f[offDiskType:], diskDifferencing) })), disk.ErrUnsafe, "differencing"},
+		{"unknown type", patch(both(func(f []byte) { be.PutUint32(f[offDiskType:], 7) })), disk.ErrUnsupported, "disk type"},
+		{"beyond 2040 GiB", patch(both(func(f []byte) { be.PutUint64(f[offCurrentSize:], 3<<40) })), disk.ErrUnsupported, "2040 GiB"},
+		{"fixed larger than the file", func() []byte {
+			b := seedFixed()
+			be.PutUint16(b[len(b)-footerSize+offCylinders:], 100) // "qemu": sized by its geometry
+			be.PutUint32(b[len(b)-footerSize+offChecksum:], Checksum(b[len(b)-footerSize:], offChecksum))
+			return b
+		}(), disk.ErrFormat, "does not fit"},
+		{"no footer", make([]byte, 4096), disk.ErrFormat, "no VHD footer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Open(bytes.NewReader(tt.image), int64(len(tt.image)), disk.OpenOptions{})
+			if !errors.Is(err, tt.class) || !strings.Contains(err.Error(), tt.msg) {
+				t.Fatalf("Open: %v; want %v and %q", err, tt.class, tt.msg)
+			}
+			if _, err := Inspect(bytes.NewReader(tt.image), int64(len(tt.image)), disk.Limits{}); err == nil && tt.name != "block past the end" {
+				t.Fatalf("Inspect accepts it")
+			}
+		})
 	}
 }
