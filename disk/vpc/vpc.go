@@ -107,9 +107,12 @@ func parse(src blockio.Source, limits disk.Limits) (l layout, err error) {
 		}
 		if found == 0 {
 			l.footer, l.footerOff, l.virtualSize = f, off, vsize
-		} else if f.diskType != l.footer.diskType || vsize != l.virtualSize {
-			return l, refuse(disk.ErrUnsafe, "the footers at offset %#x (disk type %d, %d bytes) and at offset %#x (disk type %d, %d bytes) disagree: the file would read differently to different programs",
-				l.footerOff, l.footer.diskType, l.virtualSize, off, f.diskType, vsize)
+		} else if f != l.footer {
+			// Readers differ in which footer they trust and in how they
+			// size the disk (current size or geometry): any difference
+			// in what sizes and places the disk is a disagreement.
+			return l, refuse(disk.ErrUnsafe, "the footers at offset %#x (disk type %d, %d bytes, %q) and at offset %#x (disk type %d, %d bytes, %q) disagree: the file would read differently to different programs",
+				l.footerOff, l.footer.diskType, l.footer.currentSize, l.footer.creatorApp, off, f.diskType, f.currentSize, f.creatorApp)
 		}
 		if off != 0 && l.footer.diskType == diskFixed {
 			l.dataEnd = off
