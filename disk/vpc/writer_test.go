@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -98,12 +99,14 @@ func assertOracle(t testing.TB, img, raw string, vsize int64, fixed bool) {
 		t.Fatalf("we read %d bytes, Size said %d", im.Size(), vsize)
 	}
 	assertReadsAsQemu(t, im, img)
-	if vsize <= 64<<20 {
-		got := readAll(t, im)
-		sum := sha256.Sum256(got)
+	if vsize <= 1<<30 { // libvhdi reads every byte
+		h := sha256.New()
+		if _, err := io.Copy(h, io.NewSectionReader(im, 0, vsize)); err != nil {
+			t.Fatal(err)
+		}
 		lsize, lsum := libyal.Read(t, "vhdi", img)
-		if lsize != vsize || lsum != hex.EncodeToString(sum[:]) {
-			t.Fatalf("libvhdi reads %d bytes, sha256 %s; we read %d, %x", lsize, lsum, vsize, sum)
+		if sum := hex.EncodeToString(h.Sum(nil)); lsize != vsize || lsum != sum {
+			t.Fatalf("libvhdi reads %d bytes, sha256 %s; we read %d, %s", lsize, lsum, vsize, sum)
 		}
 	}
 }
