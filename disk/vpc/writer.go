@@ -122,8 +122,15 @@ func Create(f *os.File, size int64, opt disk.CreateOptions) (disk.Writer, error)
 	if err != nil {
 		return nil, err
 	}
-	if err := f.Truncate(0); err != nil {
+	// Empty the file only when it is not empty already: on ext4 a
+	// truncation to zero makes closing the file flush all its data
+	// (auto_da_alloc).
+	if st, err := f.Stat(); err != nil {
 		return nil, fmt.Errorf("vpc: create: %w", err)
+	} else if st.Size() != 0 {
+		if err := f.Truncate(0); err != nil {
+			return nil, fmt.Errorf("vpc: create: %w", err)
+		}
 	}
 	w := &writer{f: f, s: s, size: size, geometry: g, timestamp: ts}
 	w.samples = make([]uint64, blocks(size, DefaultBlockSize))
