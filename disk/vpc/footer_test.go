@@ -1,6 +1,7 @@
 package vpc
 
 import (
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -85,5 +86,19 @@ func TestVirtualSizeRule(t *testing.T) {
 		if got := (footerInfo{creatorApp: tt.app, geometry: tt.g, currentSize: tt.size}).virtualSize(); got != tt.want {
 			t.Errorf("%q %+v %d: %d, want %d", tt.app, tt.g, tt.size, got, tt.want)
 		}
+	}
+}
+
+// TestSizeFixedZero: a fixed disk of nothing is refused (its footer would
+// be at 0, where qemu-img looks for a dynamic disk's copy and fails).
+func TestSizeFixedZero(t *testing.T) {
+	for _, o := range []string{"fixed", "fixed,force_size=on"} {
+		opt, _ := disk.ParseOptions("subformat=" + o)
+		if _, _, err := Size(0, disk.CreateOptions{Options: opt}); !errors.Is(err, disk.ErrUnsupported) {
+			t.Errorf("%s: Size(0) = %v", o, err)
+		}
+	}
+	if got, _, err := Size(0, disk.CreateOptions{}); got != 0 || err != nil {
+		t.Errorf("dynamic: Size(0) = %d, %v", got, err)
 	}
 }

@@ -54,6 +54,11 @@ func Size(size int64, opt disk.CreateOptions) (int64, string, error) {
 	}
 	s := decodeOptions(opt)
 	sectors := (size + 511) &^ 511
+	if s.fixed && size == 0 {
+		// Its footer would be its first sector, where readers look for a
+		// dynamic disk's copy (qemu-img cannot open one).
+		return 0, "", fmt.Errorf("vpc: %w: a fixed VHD of 0 bytes would be only a footer, which readers take for a broken dynamic disk; ask for at least 1 byte, or a dynamic disk", disk.ErrUnsupported)
+	}
 	if s.fixed && s.forceSize {
 		mib := (size + 1<<20 - 1) &^ (1<<20 - 1)
 		if mib > MaxVirtualSize {
