@@ -480,3 +480,60 @@ func TestOptions(t *testing.T) {
 		t.Fatalf("cluster_size: %v", err)
 	}
 }
+
+// TestVirtualBoxLayout reads an image laid out as VirtualBox writes one
+// (the corpus has no VirtualBox-made VDI): its header text, a legacy
+// geometry, data from the first MiB boundary, blocks stored out of order,
+// a discarded (zero) block, an unallocated one, and an odd disk size as
+// VBoxManage convertfromraw writes, which qemu rounds up to a sector. We
+// read it as qemu-img does and check it with its figures.
+func TestVirtualBoxLayout(t *testing.T) {
+	oracle.QemuImg(t)
+	le := binary.LittleEndian
+	const diskSize = 4*mib + 100
+	b := make([]byte, dataAlign+2*mib)
+	copy(b, "<<< Oracle VM VirtualBox Disk Image >>>\n")
+	le.PutUint32(b[offSignature:], signature)
+	le.PutUint32(b[offVersion:], version11)
+	le.PutUint32(b[offHeaderSize:], headerSize)
+	le.PutUint32(b[offImageType:], typeDynamic)
+	le.PutUint32(b[offBmap:], 0x200)
+	le.PutUint32(b[offData:], dataAlign)
+	le.PutUint32(b[0x15c:], 9)  // legacy cylinders
+	le.PutUint32(b[0x160:], 16) // heads
+	le.PutUint32(b[0x164:], 63) // sectors
+	le.PutUint32(b[offSectorSize:], sectorSize)
+	le.PutUint64(b[offDiskSize:], diskSize)
+	le.PutUint32(b[offBlockSize:], blockSize)
+	le.PutUint32(b[offBlocks:], 5)
+	le.PutUint32(b[offAllocated:], 2)
+	copy(b[offUUIDCreate:], "\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff\x01")
+	copy(b[offUUIDModify:], "\x21\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff\x02")
+	for i, e := range []uint32{1, discarded, 0, unallocated, unallocated} {
+		le.PutUint32(b[0x200+4*i:], e)
+	}
+	copy(b[dataAlign:], pattern(mib, 5))       // index 0: block 2
+	copy(b[dataAlign+mib:], pattern(mib-7, 6)) // index 1: block 0
+	path := filepath.Join(t.TempDir(), "vbox.vdi")
+	os.WriteFile(path, b, 0o644)
+
+	want := filepath.Join(t.TempDir(), "want.raw")
+	oracle.MustRun(t, "convert", "-f", "vdi", "-O", "raw", path, want)
+	wb, _ := os.ReadFile(want)
+	im, f := openFile(t, path)
+	if im.Size() != int64(len(wb)) || im.Size() != (diskSize+511)&^511 {
+		t.Fatalf("size %d, qemu-img's %d", im.Size(), len(wb))
+	}
+	got := make([]byte, len(wb))
+	if _, err := im.ReadAt(got, 0); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, wb) {
+		t.Fatal("reads differently from qemu-img")
+	}
+	q, _ := oracle.Check(t, path, "vdi")
+	rep, err := Check(f, int64(len(b)))
+	if err != nil || rep.Corruptions != q.Corruptions || !rep.OK() {
+		t.Fatalf("our check %+v (%v), qemu-img's %+v", rep, err, q)
+	}
+}
