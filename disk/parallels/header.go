@@ -51,7 +51,7 @@ func (h header) info() disk.Info {
 		return disk.Info{}
 	}
 	// qemu-img info shows no cluster size for Parallels images.
-	return disk.Info{Format: "parallels", VirtualSize: int64(h.sectors * sectorSize)}
+	return disk.Info{Format: "parallels", VirtualSize: int64(h.sectors * sectorSize), NoDirtyFlag: true}
 }
 
 // entryUnit is what a BAT entry counts, in bytes.
