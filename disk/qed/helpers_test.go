@@ -2,6 +2,7 @@ package qed
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -49,7 +50,8 @@ func checkFile(t testing.TB, path string) (disk.CheckReport, error) {
 }
 
 // assertCheckAgrees runs both checkers and fails unless they give the same
-// figures; it returns qemu-img's report and exit code.
+// figures (but for the leaks qemu's arithmetic invents, qemuPhantomLeaks);
+// it returns qemu-img's report and exit code.
 func assertCheckAgrees(t testing.TB, path string) (oracle.CheckReport, int) {
 	t.Helper()
 	ours, err := checkFile(t, path)
@@ -57,7 +59,16 @@ func assertCheckAgrees(t testing.TB, path string) (oracle.CheckReport, int) {
 		t.Fatalf("Check(%s): %v", path, err)
 	}
 	q, code := oracle.Check(t, path, "qed")
-	got := [7]int64{int64(ours.Errors), int64(ours.Corruptions), int64(ours.Leaks), ours.ImageEndOffset,
+	// qemu counts leaks only when it could read every table.
+	phantom := int64(0)
+	if ours.Errors == 0 {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		phantom = qemuPhantomLeaks(int64(len(b)), int64(binary.LittleEndian.Uint32(b[4:])))
+	}
+	got := [7]int64{int64(ours.Errors), int64(ours.Corruptions), int64(ours.Leaks) + phantom, ours.ImageEndOffset,
 		ours.TotalClusters, ours.AllocatedClusters, ours.FragmentedClusters}
 	want := [7]int64{int64(q.CheckErrors), int64(q.Corruptions), int64(q.Leaks), q.ImageEndOffset,
 		q.TotalClusters, q.AllocatedClusters, q.FragmentedClusters}
