@@ -139,7 +139,9 @@ func runCheck(ctx context.Context, e env, p *parsed) int {
 				fmt.Fprintf(e.stdout, "\n%d leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n", report.Leaks)
 			}
 		}
-		if report.TotalClusters > 0 {
+		// As qemu-img check prints them: the statistics when something is
+		// allocated, the end offset when the format has one (not QED).
+		if report.TotalClusters > 0 && report.AllocatedClusters > 0 {
 			pct := func(n int64) float64 { return float64(n) * 100 / float64(max(report.TotalClusters, 1)) }
 			alloc := float64(0)
 			if report.AllocatedClusters > 0 {
@@ -149,8 +151,11 @@ func runCheck(ctx context.Context, e env, p *parsed) int {
 			if report.AllocatedClusters > 0 {
 				comp = 100 * float64(report.CompressedClusters) / float64(report.AllocatedClusters)
 			}
-			fmt.Fprintf(e.stdout, "%d/%d = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\nImage end offset: %d\n",
-				report.AllocatedClusters, report.TotalClusters, pct(report.AllocatedClusters), alloc, comp, report.ImageEndOffset)
+			fmt.Fprintf(e.stdout, "%d/%d = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\n",
+				report.AllocatedClusters, report.TotalClusters, pct(report.AllocatedClusters), alloc, comp)
+		}
+		if report.ImageEndOffset > 0 {
+			fmt.Fprintf(e.stdout, "Image end offset: %d\n", report.ImageEndOffset)
 		}
 	}
 	switch {
