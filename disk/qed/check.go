@@ -25,6 +25,11 @@ const chkMaxProblems = 100
 // Leaks are only counted when every table could be read. It repairs
 // nothing and ignores the need-check bit, as qemu-img check without -r.
 //
+// The leaks are the true figure: qemu-img check reports one more for every
+// cluster_size-1 clusters of the file, on images qemu wrote as on ours
+// (block/qed.h qed_bytes_to_clusters divides by cluster_size-1, so that
+// one index in cluster_size-1 of its bitmap is never marked).
+//
 // A header qemu would not open is an error, as is an I/O error.
 func Check(r io.ReaderAt, fileSize int64) (disk.CheckReport, error) {
 	_, h, err := inspect(blockio.Source{R: r, Size: fileSize}, disk.Limits{})
@@ -174,15 +179,4 @@ func (c *chkState) read(buf []byte, off int64) error {
 		return fmt.Errorf("qed: check: reading %d bytes at %#x: %w", len(buf), off, err)
 	}
 	return nil
-}
-
-// qemuPhantomLeaks is how many more leaks qemu-img check reports than
-// there are on a QED file of fileSize bytes: block/qed.h
-// qed_bytes_to_clusters divides by cluster_size-1 instead of cluster_size,
-// so qemu's bitmap has one index per cluster_size-1 clusters that nothing
-// marks (one leak per 16 MiB of 4 KiB clusters, per 4 GiB of 64 KiB ones),
-// on images qemu wrote as on ours. Check reports the true figure.
-func qemuPhantomLeaks(fileSize, clusterSize int64) int64 {
-	fileSize &^= clusterSize - 1
-	return fileSize/(clusterSize-1) - fileSize/clusterSize
 }
