@@ -52,6 +52,7 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 	"github.com/ucphhpc/gen-vm-image-go/output"
 	"github.com/ucphhpc/gen-vm-image-go/publish/oci"
+	"github.com/ucphhpc/gen-vm-image-go/record"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 
 	// Every format registers itself: those we read, write or only
@@ -118,6 +119,9 @@ type Result struct {
 	// Notices are what a user should see even without -v: an existing
 	// image kept, a size of 0. They are in Messages too.
 	Notices []string
+	// rec is the image's entry in its directory's record, when it was
+	// created.
+	rec *record.Image
 }
 
 // Event reports progress of a long step.
@@ -143,6 +147,9 @@ func Generate(ctx context.Context, spec Spec, opts ...Option) (*Result, error) {
 }
 
 func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
+	own := *o // this image's input facts are noted in its own copy
+	o = &own
+	o.input = &inputNote{}
 	say := func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
 	notice := func(format string, args ...any) {
 		say(format, args...)
@@ -181,6 +188,14 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", dir, err)
 	}
+	if spec.Overwrite {
+		// The record must not vouch for the old image once the new one
+		// may be in its place: a run killed in between leaves no entry
+		// rather than a wrong one.
+		if err := forgetRecorded(ctx, dir, filepath.Base(res.Path), o); err != nil {
+			return err
+		}
+	}
 	// What runs that were killed left behind goes before we add our own.
 	removed, _ := output.CleanAbandoned(dir)
 	for _, name := range removed {
@@ -208,7 +223,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 		}
 	}
 
-	created, err := writeImage(ctx, res.Path, f, createOpt, virtualSize, src, spec.Overwrite, o, say)
+	created, out, err := writeImage(ctx, res.Path, f, createOpt, virtualSize, src, spec.Overwrite, o, say)
 	if err != nil {
 		return err
 	}
@@ -219,7 +234,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	res.Created = true
 	abs, _ := filepath.Abs(res.Path)
 	say("Generated image at: %s", abs)
-	return nil
+	return recordCreated(ctx, spec, f, createOpt, virtualSize, out, o, res)
 }
 
 // validateSpec checks what can be checked before touching any file and
@@ -318,12 +333,12 @@ func sprintf(format string, args ...any) string { return fmt.Sprintf(format, arg
 // is removed and an existing image at path is untouched; without overwrite
 // an image that appeared at path meanwhile (another run) is kept, and
 // created is false.
-func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.CreateOptions, virtualSize int64, src *openedInput, overwrite bool, o *options, say func(string, ...any)) (created bool, err error) {
+func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.CreateOptions, virtualSize int64, src *openedInput, overwrite bool, o *options, say func(string, ...any)) (created bool, out written, err error) {
 	format := f.Name
 	base := filepath.Base(path)
 	tmp, err := output.Create(path, imageMode)
 	if err != nil {
-		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	published := false
 	defer func() {
@@ -334,7 +349,7 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 
 	w, err := f.Create(tmp.File, virtualSize, createOpt)
 	if err != nil {
-		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	if src != nil {
 		wb := tmp.StartWriteBehind(!o.noSync)
@@ -350,43 +365,50 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 		if err != nil {
 			w.Close()
 			if ctx.Err() != nil {
-				return false, newError(CodeCreateFailed, err, "Interrupted while converting %s into %s: %v", src.path, path, ctx.Err())
+				return false, out, newError(CodeCreateFailed, err, "Interrupted while converting %s into %s: %v", src.path, path, ctx.Err())
 			}
 			var se *convert.SourceError
 			if errors.As(err, &se) {
-				return false, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", src.path, err)
+				return false, out, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", src.path, err)
 			}
-			return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: converting %s: %v", path, src.path, err)
+			return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: converting %s: %v", path, src.path, err)
 		}
 		say("Converted %s (%s) to %s: %d bytes of data copied, %d bytes of zeros skipped", src.path, src.format, format, stats.BytesWritten, stats.ZeroSkipped)
 	}
 	if err := w.Close(); err != nil {
-		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	if f.Check != nil {
 		report, err := f.CheckFile(tmp.File)
 		if err != nil {
-			return false, newError(CodeCheck, err, "Failed to check path: %s - error: %v", path, err)
+			return false, out, newError(CodeCheck, err, "Failed to check path: %s - error: %v", path, err)
 		}
 		if !report.OK() {
-			return false, newError(CodeCheck, nil, "Failed to check path: %s - %d errors, %d corruptions, %d leaks: %s",
+			return false, out, newError(CodeCheck, nil, "Failed to check path: %s - %d errors, %d corruptions, %d leaks: %s",
 				path, report.Errors, report.Corruptions, report.Leaks, strings.Join(report.Problems, "; "))
 		}
 		say("Checked %s: no errors were found on the image", path)
 	}
+	// The record's digest (generate keeps a record; Convert does not),
+	// read back while the file is in the page cache.
+	if o.input != nil {
+		if out.sha256, out.fileSize, err = record.HashFile(ctx, tmp.File); err != nil && ctx.Err() == nil {
+			return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: hashing it: %v", path, err)
+		}
+	}
 	if err := ctx.Err(); err != nil {
-		return false, newError(CodeCreateFailed, err, "Interrupted before %s was put in place: %v", path, err)
+		return false, out, newError(CodeCreateFailed, err, "Interrupted before %s was put in place: %v", path, err)
 	}
 	published = true
 	err = tmp.Publish(overwrite, !o.noSync)
 	if errors.Is(err, output.ErrExists) {
 		say("The output image: %s was created by another run while this one worked; it is kept (use --overwrite to replace it)", path)
-		return false, nil
+		return false, out, nil
 	}
 	if err != nil {
-		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
-	return true, nil
+	return true, out, nil
 }
 
 // openedInput is an input image ready to be read.
@@ -489,7 +511,8 @@ func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *opt
 			f.Close()
 			return nil, 0, err
 		}
-		if verified && o.afterVerify != nil {
+		o.input.noteVerified(verified)
+		if verified != nil && o.afterVerify != nil {
 			o.afterVerify(path)
 		}
 	}
@@ -499,22 +522,22 @@ func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *opt
 // verifyChecksum hashes the open input file and compares the digest with
 // the one c asks for: its value, or the one its checksum file lists for
 // the file's name. verified is false when c asks for none.
-func verifyChecksum(ctx context.Context, f *os.File, size int64, path string, c *checksum.Spec, say func(string, ...any)) (verified bool, err error) {
+func verifyChecksum(ctx context.Context, f *os.File, size int64, path string, c *checksum.Spec, say func(string, ...any)) (verified *checksum.Expected, err error) {
 	want, err := expectedChecksum(ctx, c, path, say)
 	if err != nil || want == nil {
-		return false, err
+		return nil, err
 	}
 	got, err := checksum.Digest(ctx, io.NewSectionReader(f, 0, size), want.Algorithm, c.BufferSize, want.ReadBytes)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
-			return false, newError(CodeChecksum, err, "Interrupted while calculating the checksum of %s", path)
+			return nil, newError(CodeChecksum, err, "Interrupted while calculating the checksum of %s", path)
 		}
-		return false, newError(CodeChecksum, err, "Failed to calculate the checksum of %s: %v", path, err)
+		return nil, newError(CodeChecksum, err, "Failed to calculate the checksum of %s: %v", path, err)
 	}
 	if !checksum.Equal(want.Digest, got) {
-		return false, newError(CodeChecksum, nil,
+		return nil, newError(CodeChecksum, nil,
 			"The checksum of the input image: %s does not match the expected checksum: %s (%s of %s)", got, want.Digest, want.Algorithm, path)
 	}
 	say("The calculated checksum: %s matches the defined checksum: %s", got, want.Digest)
-	return true, nil
+	return want, nil
 }

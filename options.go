@@ -22,6 +22,11 @@ type options struct {
 	// afterVerify, for tests, runs between an input's checksum and its
 	// use.
 	afterVerify func(path string)
+	// input gathers, while one image is generated, what the record says of
+	// its input (nil outside generate).
+	input *inputNote
+	// key is the image's key in a build, for the record ("": its name).
+	key string
 }
 
 // Option says how Generate, Build, Convert and Push run (see "Specs and
