@@ -143,25 +143,66 @@ func Generate(ctx context.Context, spec Spec, opts ...Option) (*Result, error) {
 }
 
 func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
-	say := func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
-	notice := func(format string, args ...any) {
+	t, err := decide(spec, res)
+	if err != nil || t.keep {
+		return err
+	}
+	var input inputSource
+	if spec.Input != nil {
+		input = func(say func(string, ...any)) (*os.File, int64, func(), error) {
+			f, n, err := resolveInput(ctx, spec.Input, o.cacheDir, filepath.Base(t.path), o, say)
+			if err != nil {
+				return nil, 0, nil, err
+			}
+			return f, n, func() { f.Close() }, nil
+		}
+	}
+	return makeImage(ctx, t, input, o, res)
+}
+
+// reporters are the say and notice of res: a message for -v, and one a
+// user sees without it too.
+func reporters(res *Result) (say, notice func(string, ...any)) {
+	say = func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
+	notice = func(format string, args ...any) {
 		say(format, args...)
 		res.Notices = append(res.Notices, res.Messages[len(res.Messages)-1])
 	}
+	return say, notice
+}
 
+// target is what deciding an image settles before its input is read:
+// where it goes, in which format, options and size, and whether it is
+// made at all.
+type target struct {
+	spec        Spec
+	format      disk.Format
+	createOpt   disk.CreateOptions
+	virtualSize int64
+	path        string
+	// keep: an image is there already and no --overwrite was given.
+	keep bool
+}
+
+// decide validates spec and settles its target without touching the
+// input or writing anything; res.Path is set as soon as it is known.
+func decide(spec Spec, res *Result) (*target, error) {
+	say, notice := reporters(res)
 	format := spec.Format
 	if format == "" {
 		format = arch.DefaultFormat
 	}
 	requested, err := validateSpec(spec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f, createOpt, virtualSize, why, err := outputFormat(format, spec.FormatOptions, spec.Compress, requested)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	res.Path = OutputPath(spec.OutputDirectory, spec.Name, spec.Version, format)
+	t := &target{spec: spec, format: f, createOpt: createOpt, virtualSize: virtualSize}
+	t.path = OutputPath(spec.OutputDirectory, spec.Name, spec.Version, format)
+	res.Path = t.path
 	if why != "" {
 		say("The size of %s is %d bytes, not the %d asked for: %s", res.Path, virtualSize, requested, why)
 	}
@@ -169,7 +210,8 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	if _, err := os.Lstat(res.Path); err == nil {
 		if !spec.Overwrite {
 			notice("The output image: %s already exists and is kept (use --overwrite to replace it)", res.Path)
-			return nil
+			t.keep = true
+			return t, nil
 		}
 		say("The output image: %s already exists", res.Path)
 		say("Overwriting the existing image: %s", res.Path)
@@ -177,6 +219,20 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	if virtualSize == 0 {
 		notice("The size is 0: %s will hold no data", res.Path)
 	}
+	return t, nil
+}
+
+// inputSource gives the verified input file of an image, open, its size,
+// and how to give it back when the image is made: the file is the
+// image's own in Generate, shared between the images of a build that
+// have the same input.
+type inputSource func(say func(string, ...any)) (f *os.File, size int64, release func(), err error)
+
+// makeImage writes t from its input (nil for a blank image): temporary
+// file, convert, check, rename into place.
+func makeImage(ctx context.Context, t *target, input inputSource, o *options, res *Result) error {
+	say, notice := reporters(res)
+	spec, virtualSize := t.spec, t.virtualSize
 	dir := filepath.Dir(res.Path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", dir, err)
@@ -188,8 +244,12 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	}
 
 	var src *openedInput
-	if spec.Input != nil {
-		src, err = openInput(ctx, spec.Input, o.cacheDir, filepath.Base(res.Path), o, say)
+	if input != nil {
+		f, fileSize, release, err := input(say)
+		if err != nil {
+			return err
+		}
+		src, err = openResolved(f, fileSize, release, spec.Input.Format, say)
 		if err != nil {
 			return err
 		}
@@ -208,7 +268,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 		}
 	}
 
-	created, err := writeImage(ctx, res.Path, f, createOpt, virtualSize, src, spec.Overwrite, o, say)
+	created, err := writeImage(ctx, res.Path, t.format, t.createOpt, virtualSize, src, spec.Overwrite, o, say)
 	if err != nil {
 		return err
 	}
@@ -341,6 +401,7 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 		stats, err := convert.Copy(ctx, w, src.image, convert.Options{
 			Length:    virtualSize,
 			ZeroBlock: f.BlockSize(createOpt),
+			Pool:      o.pool,
 			Progress: func(p convert.Progress) {
 				wb.Progress(p.Done)
 				o.emit(Event{Image: base, Stage: "convert", Done: p.Done, Total: p.Total, Data: p.Data, DataTotal: p.DataTotal})
@@ -391,15 +452,16 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 
 // openedInput is an input image ready to be read.
 type openedInput struct {
-	path   string
-	format string
-	file   *os.File
-	image  disk.Image
+	path    string
+	format  string
+	file    *os.File
+	image   disk.Image
+	release func() // gives the file back (closes it, unless it is shared)
 }
 
 func (in *openedInput) close() {
 	in.image.Close()
-	in.file.Close()
+	in.release()
 }
 
 // openInput resolves, verifies and opens the input image: a download is
@@ -410,14 +472,21 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 	if err != nil {
 		return nil, err
 	}
+	return openResolved(f, fileSize, func() { f.Close() }, in.Format, say)
+}
+
+// openResolved opens the verified input file f as an image: its format
+// from its content (which must agree with declared, when given), after the
+// safety policy. release gives f back; it is called on failure too.
+func openResolved(f *os.File, fileSize int64, release func(), declared string, say func(string, ...any)) (*openedInput, error) {
 	path := f.Name()
 	if fileSize == 0 {
-		f.Close()
+		release()
 		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: the file is empty (0 bytes): it is not a disk image", path)
 	}
-	format, report, err := detectFormat(f, fileSize, in.Format)
+	format, report, err := detectFormat(f, fileSize, declared)
 	if err != nil {
-		f.Close()
+		release()
 		return nil, err
 	}
 	for _, note := range report.Notes {
@@ -425,16 +494,16 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 	}
 	fmtDef, _ := disk.Lookup(format)
 	if fmtDef.Open == nil {
-		f.Close()
+		release()
 		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to one of those first", path, format, strings.Join(disk.ReadableFormats(), ", "))
 	}
 	img, err := fmtDef.Open(f, fileSize, disk.OpenOptions{})
 	if err != nil {
-		f.Close()
+		release()
 		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
 	}
 	say("Input %s is a %s image with a virtual size of %d bytes", path, format, img.Size())
-	return &openedInput{path: path, format: format, file: f, image: img}, nil
+	return &openedInput{path: path, format: format, file: f, image: img, release: release}, nil
 }
 
 // detectFormat names the input's format from its content and applies the
