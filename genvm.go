@@ -150,25 +150,66 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	own := *o // this image's input facts are noted in its own copy
 	o = &own
 	o.input = &inputNote{}
-	say := func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
-	notice := func(format string, args ...any) {
+	t, err := decide(spec, res)
+	if err != nil || t.keep {
+		return err
+	}
+	var input inputSource
+	if spec.Input != nil {
+		input = func(say func(string, ...any)) (*os.File, int64, func(), error) {
+			f, n, err := resolveInput(ctx, spec.Input, o.cacheDir, filepath.Base(t.path), o, say)
+			if err != nil {
+				return nil, 0, nil, err
+			}
+			return f, n, func() { f.Close() }, nil
+		}
+	}
+	return makeImage(ctx, t, input, o, res)
+}
+
+// reporters are the say and notice of res: a message for -v, and one a
+// user sees without it too.
+func reporters(res *Result) (say, notice func(string, ...any)) {
+	say = func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
+	notice = func(format string, args ...any) {
 		say(format, args...)
 		res.Notices = append(res.Notices, res.Messages[len(res.Messages)-1])
 	}
+	return say, notice
+}
 
+// target is what deciding an image settles before its input is read:
+// where it goes, in which format, options and size, and whether it is
+// made at all.
+type target struct {
+	spec        Spec
+	format      disk.Format
+	createOpt   disk.CreateOptions
+	virtualSize int64
+	path        string
+	// keep: an image is there already and no --overwrite was given.
+	keep bool
+}
+
+// decide validates spec and settles its target without touching the
+// input or writing anything; res.Path is set as soon as it is known.
+func decide(spec Spec, res *Result) (*target, error) {
+	say, notice := reporters(res)
 	format := spec.Format
 	if format == "" {
 		format = arch.DefaultFormat
 	}
 	requested, err := validateSpec(spec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f, createOpt, virtualSize, why, err := outputFormat(format, spec.FormatOptions, spec.Compress, requested)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	res.Path = OutputPath(spec.OutputDirectory, spec.Name, spec.Version, format)
+	t := &target{spec: spec, format: f, createOpt: createOpt, virtualSize: virtualSize}
+	t.path = OutputPath(spec.OutputDirectory, spec.Name, spec.Version, format)
+	res.Path = t.path
 	if why != "" {
 		say("The size of %s is %d bytes, not the %d asked for: %s", res.Path, virtualSize, requested, why)
 	}
@@ -176,7 +217,8 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	if _, err := os.Lstat(res.Path); err == nil {
 		if !spec.Overwrite {
 			notice("The output image: %s already exists and is kept (use --overwrite to replace it)", res.Path)
-			return nil
+			t.keep = true
+			return t, nil
 		}
 		say("The output image: %s already exists", res.Path)
 		say("Overwriting the existing image: %s", res.Path)
@@ -184,6 +226,20 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	if virtualSize == 0 {
 		notice("The size is 0: %s will hold no data", res.Path)
 	}
+	return t, nil
+}
+
+// inputSource gives the verified input file of an image, open, its size,
+// and how to give it back when the image is made: the file is the
+// image's own in Generate, shared between the images of a build that
+// have the same input.
+type inputSource func(say func(string, ...any)) (f *os.File, size int64, release func(), err error)
+
+// makeImage writes t from its input (nil for a blank image): temporary
+// file, convert, check, rename into place.
+func makeImage(ctx context.Context, t *target, input inputSource, o *options, res *Result) error {
+	say, notice := reporters(res)
+	spec, virtualSize := t.spec, t.virtualSize
 	dir := filepath.Dir(res.Path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", dir, err)
@@ -203,8 +259,12 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	}
 
 	var src *openedInput
-	if spec.Input != nil {
-		src, err = openInput(ctx, spec.Input, o.cacheDir, filepath.Base(res.Path), o, say)
+	if input != nil {
+		f, fileSize, release, err := input(say)
+		if err != nil {
+			return err
+		}
+		src, err = openResolved(f, fileSize, release, spec.Input.Format, say)
 		if err != nil {
 			return err
 		}
@@ -223,7 +283,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 		}
 	}
 
-	created, out, err := writeImage(ctx, res.Path, f, createOpt, virtualSize, src, spec.Overwrite, o, say)
+	created, out, err := writeImage(ctx, res.Path, t.format, t.createOpt, virtualSize, src, spec.Overwrite, true, o, say)
 	if err != nil {
 		return err
 	}
@@ -234,7 +294,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	res.Created = true
 	abs, _ := filepath.Abs(res.Path)
 	say("Generated image at: %s", abs)
-	return recordCreated(ctx, spec, f, createOpt, virtualSize, out, o, res)
+	return recordCreated(ctx, t, out, o, res)
 }
 
 // validateSpec checks what can be checked before touching any file and
@@ -333,7 +393,7 @@ func sprintf(format string, args ...any) string { return fmt.Sprintf(format, arg
 // is removed and an existing image at path is untouched; without overwrite
 // an image that appeared at path meanwhile (another run) is kept, and
 // created is false.
-func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.CreateOptions, virtualSize int64, src *openedInput, overwrite bool, o *options, say func(string, ...any)) (created bool, out written, err error) {
+func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.CreateOptions, virtualSize int64, src *openedInput, overwrite, hash bool, o *options, say func(string, ...any)) (created bool, out written, err error) {
 	format := f.Name
 	base := filepath.Base(path)
 	tmp, err := output.Create(path, imageMode)
@@ -356,6 +416,7 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 		stats, err := convert.Copy(ctx, w, src.image, convert.Options{
 			Length:    virtualSize,
 			ZeroBlock: f.BlockSize(createOpt),
+			Pool:      o.pool,
 			Progress: func(p convert.Progress) {
 				wb.Progress(p.Done)
 				o.emit(Event{Image: base, Stage: "convert", Done: p.Done, Total: p.Total, Data: p.Data, DataTotal: p.DataTotal})
@@ -389,9 +450,9 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 		}
 		say("Checked %s: no errors were found on the image", path)
 	}
-	// The record's digest (generate keeps a record; Convert does not),
+	// The record's digest (an image of Generate or Build; not Convert's),
 	// read back while the file is in the page cache.
-	if o.input != nil {
+	if hash {
 		if out.sha256, out.fileSize, err = record.HashFile(ctx, tmp.File); err != nil && ctx.Err() == nil {
 			return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: hashing it: %v", path, err)
 		}
@@ -413,15 +474,16 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 
 // openedInput is an input image ready to be read.
 type openedInput struct {
-	path   string
-	format string
-	file   *os.File
-	image  disk.Image
+	path    string
+	format  string
+	file    *os.File
+	image   disk.Image
+	release func() // gives the file back (closes it, unless it is shared)
 }
 
 func (in *openedInput) close() {
 	in.image.Close()
-	in.file.Close()
+	in.release()
 }
 
 // openInput resolves, verifies and opens the input image: a download is
@@ -432,14 +494,21 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 	if err != nil {
 		return nil, err
 	}
+	return openResolved(f, fileSize, func() { f.Close() }, in.Format, say)
+}
+
+// openResolved opens the verified input file f as an image: its format
+// from its content (which must agree with declared, when given), after the
+// safety policy. release gives f back; it is called on failure too.
+func openResolved(f *os.File, fileSize int64, release func(), declared string, say func(string, ...any)) (*openedInput, error) {
 	path := f.Name()
 	if fileSize == 0 {
-		f.Close()
+		release()
 		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: the file is empty (0 bytes): it is not a disk image", path)
 	}
-	format, report, err := detectFormat(f, fileSize, in.Format)
+	format, report, err := detectFormat(f, fileSize, declared)
 	if err != nil {
-		f.Close()
+		release()
 		return nil, err
 	}
 	for _, note := range report.Notes {
@@ -447,16 +516,16 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 	}
 	fmtDef, _ := disk.Lookup(format)
 	if fmtDef.Open == nil {
-		f.Close()
+		release()
 		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to one of those first", path, format, strings.Join(disk.ReadableFormats(), ", "))
 	}
 	img, err := fmtDef.Open(f, fileSize, disk.OpenOptions{})
 	if err != nil {
-		f.Close()
+		release()
 		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
 	}
 	say("Input %s is a %s image with a virtual size of %d bytes", path, format, img.Size())
-	return &openedInput{path: path, format: format, file: f, image: img}, nil
+	return &openedInput{path: path, format: format, file: f, image: img, release: release}, nil
 }
 
 // detectFormat names the input's format from its content and applies the

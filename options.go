@@ -3,6 +3,7 @@ package genvm
 import (
 	"net/http"
 
+	"github.com/ucphhpc/gen-vm-image-go/convert"
 	"github.com/ucphhpc/gen-vm-image-go/fetch"
 	"github.com/ucphhpc/gen-vm-image-go/publish/oci"
 )
@@ -13,6 +14,8 @@ type options struct {
 	download []fetch.Option // download limits; none: fetch's defaults
 	cacheDir string         // "": fetch.DefaultCacheDir()
 	failFast bool
+	jobs     int           // images built at once by Build; 0: the cores
+	pool     *convert.Pool // the conversion workers a build's images share
 	// insecureRegistry allows registries over plain HTTP; registryTransport,
 	// when set, carries registry requests.
 	insecureRegistry  bool

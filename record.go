@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
@@ -91,6 +92,11 @@ type inputNote struct {
 	rec record.Input
 	// sha256 is the input's whole-file SHA-256 when its checksum was one.
 	sha256 string
+
+	// path is a local input's record, made by the first image of a build
+	// that needs it.
+	mu   sync.Mutex
+	path *record.Input
 }
 
 func (n *inputNote) noteVerified(want *checksum.Expected) {
@@ -113,24 +119,32 @@ func (n *inputNote) noteDownload(res *fetch.Result) {
 	}
 }
 
-// recordCreated puts the image generate just created into its
-// directory's record.
-func recordCreated(ctx context.Context, spec Spec, f disk.Format, opt disk.CreateOptions, virtualSize int64, out written, o *options, res *Result) error {
+// recordCreated puts the image just created for t into its directory's
+// record.
+func recordCreated(ctx context.Context, t *target, out written, o *options, res *Result) error {
+	spec := t.spec
 	var in *record.Input
-	if spec.Input != nil {
-		r := o.input.rec
+	if spec.Input != nil && o.input != nil {
+		n := o.input
+		r := n.rec
 		in = &r
 		if spec.Input.Path != "" {
-			if err := pathInputRecord(ctx, in, spec.Input.Path, o.input.sha256); err != nil {
-				res.Messages = append(res.Messages, sprintf("The record holds no digest of the input %s: %v", spec.Input.Path, err))
+			n.mu.Lock()
+			if n.path == nil {
+				if err := pathInputRecord(ctx, in, spec.Input.Path, n.sha256); err != nil {
+					res.Messages = append(res.Messages, sprintf("The record holds no digest of the input %s: %v", spec.Input.Path, err))
+				}
+				n.path = in
 			}
+			in = n.path
+			n.mu.Unlock()
 		}
 	}
 	key := o.key
 	if key == "" {
 		key = spec.Name
 	}
-	e := recordEntry(key, spec, f, opt, virtualSize, out, in)
+	e := recordEntry(key, spec, t.format, t.createOpt, t.virtualSize, out, in)
 	res.rec = &e
 	return writeRecord(ctx, filepath.Dir(res.Path), o, e)
 }
@@ -168,6 +182,28 @@ func forgetRecorded(ctx context.Context, dir, file string, o *options) error {
 		return newError(CodeCreateFailed, err, "Failed to write the record (%s, %s) in %s: %v", record.SumsName, record.ManifestName, dir, err)
 	}
 	return nil
+}
+
+// recordPushed adds where the image of res was pushed to its record
+// entry: the one it was just created with, else the one already there
+// (an image kept).
+func recordPushed(ctx context.Context, o *options, res *Result, p *Pushed) error {
+	if p == nil {
+		return nil
+	}
+	dir := filepath.Dir(res.Path)
+	e := res.rec
+	if e == nil {
+		m, err := record.Read(dir)
+		if err != nil {
+			return nil
+		}
+		if e = m.Lookup(filepath.Base(res.Path)); e == nil {
+			return nil // not ours to describe
+		}
+	}
+	e.Pushed = &record.Pushed{Reference: p.Reference, Digest: p.Digest}
+	return writeRecord(ctx, dir, o, *e)
 }
 
 // writeRecord puts entries into the record of dir.

@@ -12,6 +12,8 @@ var multipleOptions = []option{
 	{names: []string{"-iod", "-od", "--output-directory"}, dest: "output_directory", metavar: "MULTIPLE_OUTPUT_DIRECTORY", complete: completeDir,
 		help: "The path to the output directory where the images will be saved.\n(default: generated-images)"},
 	{names: []string{"--overwrite"}, dest: "overwrite", help: "Whether the tool should overwrite existing image disks."},
+	{names: []string{"-j", "--jobs"}, dest: "jobs", metavar: "N",
+		help: "Build N images at once (default: the number of cores). They share the\ncores: one pool of conversion workers serves them all, and an image\nwaiting for its download holds no job."},
 	{names: []string{"--fail-fast"}, dest: "fail_fast",
 		help: "Stop at the first image that fails, as the Python tool does. By default\nevery image that can be built is built and every failure is reported."},
 	{names: []string{"--allow-shrink"}, dest: "allow_shrink",
@@ -32,7 +34,8 @@ func multipleCommand() command {
 		summary: "Generate multiple Virtual Machine Images from an architecture file",
 		description: `Generate every image that a YAML architecture file declares. The whole file is
 validated first, and every problem is reported at once with its line number.`,
-		args:    []positional{{name: "architecture_path", help: "The path to the architecture file that defines the images that should be generated.", complete: completeFile}},
+		args: []positional{{name: "architecture_path", help: "The path to the architecture file that defines the images that should be generated.", complete: completeFile},
+			{name: "key", help: "Build only the images of these keys (default: every image of the file).", optional: true, many: true}},
 		options: multipleOptions,
 		epilog: `The architecture file:
 
@@ -90,6 +93,7 @@ func runMultiple(ctx context.Context, e env, p *parsed) int {
 		Push:            push,
 		PushPlatform:    p.values["platform"],
 		PushCreated:     created,
+		Keys:            p.positionals[1:],
 	}, opts...)
 	stop()
 	notify(e, p, res.Notices)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
@@ -122,6 +123,13 @@ func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) 
 	}
 	if dir := p.values["cache_dir"]; dir != "" {
 		opts = append(opts, genvm.WithCacheDir(dir))
+	}
+	if v, ok := p.values["jobs"]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, stop, genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid value %q for --jobs: a number of images at once, 1 or more", v)
+		}
+		opts = append(opts, genvm.WithJobs(n))
 	}
 	if p.switches["fail_fast"] {
 		opts = append(opts, genvm.WithFailFast())
