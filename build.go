@@ -23,7 +23,12 @@ type BuildSpec struct {
 	Architecture    *arch.Architecture // LoadArchitecture reads one
 	OutputDirectory string             // default DefaultOutputDirectory
 	Overwrite       bool
-	AllowShrink     bool
+	// Update rebuilds the images that are stale — whose spec or input
+	// changed since the output directory's record was written (see Plan)
+	// — and leaves the others; without it an image there is kept, stale
+	// or not (as without Overwrite).
+	Update      bool
+	AllowShrink bool
 	// Push, when set (REGISTRY/PREFIX), pushes every image of the
 	// architecture, once it is built or found already there, to
 	// PushReference(Push, NAME, VERSION) as a KubeVirt containerDisk (see
@@ -210,12 +215,19 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 			return res, err
 		}
 	}
+	plan := planImages(ctx, spec, images, o, spec.Update)
+	if !o.noSpaceCheck {
+		if err := plan.checkSpace(); err != nil {
+			res.Summary = err.Error()
+			return res, err
+		}
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		e := newError(CodeCreateFailed, err, "Failed to create path: %s - error: Failed to create the images output directory: %v", dir, err)
 		res.Summary = e.Msg
 		return res, e
 	}
-	jobs := planBuild(spec, images, o)
+	jobs := planBuild(spec, images, o, plan)
 	first := runJobs(ctx, spec, jobs, o)
 	for _, j := range jobs {
 		if !j.ran {

@@ -45,7 +45,7 @@ func (j *job) needsRun(push bool) bool {
 // planBuild decides every image, in order: its output, whether it is
 // built or kept, and which input it needs (shared with the images before
 // it that need the same one).
-func planBuild(b BuildSpec, images []arch.Image, o *options) []*job {
+func planBuild(b BuildSpec, images []arch.Image, o *options, plan *BuildPlan) []*job {
 	jobs := make([]*job, len(images))
 	inputs := map[string]*sharedInput{}
 	for i, im := range images {
@@ -53,7 +53,9 @@ func planBuild(b BuildSpec, images []arch.Image, o *options) []*job {
 		j.opts.index, j.opts.count = i+1, len(images)
 		j.opts.key = im.Key
 		j.result.Key = im.Key
+		plan.apply(j)
 		j.target, j.result.Err = decide(j.spec, &j.result.Result)
+		plan.explain(j)
 		j.ran = true
 		jobs[i] = j
 		if j.result.Err != nil || j.target.keep || j.spec.Input == nil {

@@ -28,6 +28,10 @@ type options struct {
 	// input gathers, while one image is generated, what the record says of
 	// its input (nil outside generate).
 	input *inputNote
+	// noSpaceCheck: Build starts even when its images clearly cannot fit;
+	// freeSpace, when set, replaces the file system's answer (tests).
+	noSpaceCheck bool
+	freeSpace    func(dir string) (int64, bool)
 	// key is the image's key in a build, for the record ("": its name).
 	key string
 }
@@ -114,4 +118,16 @@ func (o *options) emit(e Event) {
 		e.Index, e.Count = o.index, o.count
 		o.progress(e)
 	}
+}
+
+// WithoutSpaceCheck lets Build start when the images it would build
+// clearly cannot fit in the output directory's free space (see Plan),
+// which it otherwise refuses (code 3) before anything is written.
+func WithoutSpaceCheck() Option { return func(o *options) { o.noSpaceCheck = true } }
+
+// WithFreeSpace has Build and Plan take the free space of a directory from
+// fn instead of the file system (to test, or to keep a margin); fn returns
+// false when it cannot tell.
+func WithFreeSpace(fn func(dir string) (int64, bool)) Option {
+	return func(o *options) { o.freeSpace = fn }
 }

@@ -3,6 +3,7 @@ package fetch
 import (
 	"context"
 	"net/http"
+	"path/filepath"
 	"time"
 )
 
@@ -44,7 +45,7 @@ func PeekURL(ctx context.Context, req Request, head bool, opts ...Option) (*Peek
 	if len(req.URLs) == 0 {
 		return p, nil
 	}
-	e := newEntry(dir, req.URLs[0])
+	e := newEntry(filepath.Join(dir, "downloads"), req.URLs[0])
 	m := e.loadMeta()
 	if m != nil {
 		p.Cached, p.SHA256, p.Size, p.ImageSize, p.Path = true, m.SHA256, m.Size, m.Size, e.download()
