@@ -254,6 +254,9 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 			}
 		}
 		switch {
+		case kept > 0 && spec.Update:
+			// --update leaves only the images that are up to date.
+			res.Summary = fmt.Sprintf("Built %d of %d images in %s; %d were up to date", len(res.Images)-kept, len(res.Images), abs, kept)
 		case kept == 0:
 			res.Summary = "Successfully built the images in: " + abs
 		case kept == len(res.Images):

@@ -131,6 +131,9 @@ func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) 
 		}
 		opts = append(opts, genvm.WithJobs(n))
 	}
+	if p.switches["no_space_check"] {
+		opts = append(opts, genvm.WithoutSpaceCheck())
+	}
 	if p.switches["fail_fast"] {
 		opts = append(opts, genvm.WithFailFast())
 	}
