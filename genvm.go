@@ -439,6 +439,20 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 	if err := w.Close(); err != nil {
 		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
+	// The record's digest (an image of Generate or Build; not Convert's),
+	// read back while the file is in the page cache, at the same time as
+	// the check and the sync, which wait on the disk more than the CPU.
+	if hash {
+		h := startHash(ctx, tmp.Name())
+		defer func() {
+			if !created {
+				h.cancel() // a failed or lost image is not recorded
+			}
+			if h.wait(&out) != nil && created {
+				say("%s is not in the record: hashing it failed: %v", path, h.err)
+			}
+		}()
+	}
 	if f.Check != nil {
 		report, err := f.CheckFile(tmp.File)
 		if err != nil {
@@ -449,13 +463,6 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 				path, report.Errors, report.Corruptions, report.Leaks, strings.Join(report.Problems, "; "))
 		}
 		say("Checked %s: no errors were found on the image", path)
-	}
-	// The record's digest (an image of Generate or Build; not Convert's),
-	// read back while the file is in the page cache.
-	if hash {
-		if out.sha256, out.fileSize, err = record.HashFile(ctx, tmp.File); err != nil && ctx.Err() == nil {
-			return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: hashing it: %v", path, err)
-		}
 	}
 	if err := ctx.Err(); err != nil {
 		return false, out, newError(CodeCreateFailed, err, "Interrupted before %s was put in place: %v", path, err)

@@ -66,10 +66,51 @@ func specDigest(spec Spec, format string, virtualSize int64) string {
 	return "sha256:" + hex.EncodeToString(sum[:])
 }
 
-// written is what writeImage learnt of the file it put in place.
+// written is what writeImage learnt of the file it put in place; sha256
+// is "" when it could not be hashed (the image is then not recorded).
 type written struct {
 	sha256   string
 	fileSize int64
+}
+
+// pendingHash is the digest of a file being computed by a goroutine of
+// its own, on a descriptor of its own (the writer's is closed when the
+// file is put in place).
+type pendingHash struct {
+	done   chan struct{}
+	cancel context.CancelFunc
+	sum    string
+	size   int64
+	err    error
+}
+
+func startHash(ctx context.Context, name string) *pendingHash {
+	ctx, cancel := context.WithCancel(ctx)
+	h := &pendingHash{done: make(chan struct{}), cancel: cancel}
+	f, err := os.Open(name)
+	if err != nil {
+		h.err = err
+		close(h.done)
+		return h
+	}
+	go func() {
+		defer close(h.done)
+		defer f.Close()
+		h.sum, h.size, h.err = record.HashFile(ctx, f)
+	}()
+	return h
+}
+
+// wait waits for the digest and puts it in out; a writer that gave up
+// calls it too, and then the hashing stops at once.
+func (h *pendingHash) wait(out *written) error {
+	<-h.done
+	h.cancel()
+	if h.err != nil {
+		return h.err
+	}
+	out.sha256, out.fileSize = h.sum, h.size
+	return nil
 }
 
 // recordEntry is the record of an image generate created.
@@ -143,6 +184,9 @@ func recordCreated(ctx context.Context, t *target, out written, o *options, res 
 	key := o.key
 	if key == "" {
 		key = spec.Name
+	}
+	if out.sha256 == "" {
+		return nil // said by writeImage
 	}
 	e := recordEntry(key, spec, t.format, t.createOpt, t.virtualSize, out, in)
 	res.rec = &e
