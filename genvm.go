@@ -123,7 +123,10 @@ type Result struct {
 // Event reports progress of a long step.
 type Event struct {
 	Image string // the output file name
-	Stage string // "download", "decompress" or "convert"
+	// Stage is "download", "decompress", "convert" or "push"; in a Build,
+	// an image's last event says how it ended: "done", "kept" or
+	// "failed".
+	Stage string
 	Done  int64
 	Total int64
 	// Data and DataTotal, when converting, count the input's data only

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"github.com/ucphhpc/gen-vm-image-go/jsonproto"
@@ -80,7 +81,7 @@ func runMultiple(ctx context.Context, e env, p *parsed) int {
 	if err != nil {
 		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 	}
-	opts, stop, err := runOptions(e, p)
+	opts, stop, err := runOptionsFor(e, p, true)
 	if err != nil {
 		stop()
 		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
@@ -97,5 +98,8 @@ func runMultiple(ctx context.Context, e env, p *parsed) int {
 	}, opts...)
 	stop()
 	notify(e, p, res.Notices)
+	if e.progress && !p.switches["quiet"] && len(res.Images) > 0 {
+		fmt.Fprint(e.stderr, summaryTable(res, newFleetProgress(e.stderr).width()-1))
+	}
 	return respond(e, jsonproto.NewResponse(res.Summary, res.Messages, verbose, err))
 }
