@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -11,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 )
@@ -262,5 +265,51 @@ func TestMultipleProgressOnATerminal(t *testing.T) {
 	}
 	if stdout.Len() != 0 {
 		t.Errorf("stdout %q", stdout.String())
+	}
+}
+
+// TestSignalDuringFleet interrupts multiple -j 4 while images convert and
+// one waits for a slow download: the run exits 130 saying it was
+// interrupted, and leaves no image and no temporary file.
+func TestSignalDuringFleet(t *testing.T) {
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.raw")
+	slowInput(t, in, 2<<30)
+	big := bytes.Repeat([]byte{0x5a}, 16<<20)
+	srv := newTrickleServer(t, map[string][]byte{"/big.raw": big})
+	yml := filepath.Join(dir, "a.yml")
+	writeFile(t, yml, fmt.Sprintf(`owner: o
+images:
+  c1: {name: c1, size: 2G, input: {path: %[1]s}}
+  c2: {name: c2, size: 2G, format: raw, input: {path: %[1]s}}
+  dl: {name: dl, size: 32M, input: {url: %[2]s/big.raw}}
+  c3: {name: c3, size: 2G, input: {path: %[1]s}}
+`, in, srv.URL))
+	out := filepath.Join(dir, "out")
+	cmd := exec.Command(binary, "multiple", yml, "-od", out, "-j", "4", "--cache-dir", filepath.Join(dir, "cache"))
+	cmd.Dir = dir
+	var stderr bytes.Buffer
+	temps := func() bool {
+		entries, _ := os.ReadDir(out)
+		n := 0
+		for _, e := range entries {
+			if strings.Contains(e.Name(), ".tmp-") {
+				n++
+			}
+		}
+		return n >= 2
+	}
+	err := interruptWhen(t, cmd, &stderr, temps, "two conversions", 50*time.Millisecond, syscall.SIGINT)
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v; want 130\n%s", err, stderr.String())
+	}
+	var resp response
+	if err := json.Unmarshal(stderr.Bytes(), &resp); err != nil || resp.ReturnCode != 130 || !strings.HasPrefix(resp.Response, "Interrupted") {
+		t.Errorf("the result does not say it was interrupted:\n%s", stderr.String())
+	}
+	entries, _ := os.ReadDir(out)
+	for _, e := range entries {
+		t.Errorf("left in the output directory: %s", e.Name())
 	}
 }
