@@ -24,10 +24,11 @@
 // and whether an existing image may be replaced (Overwrite) or an input cut
 // short (AllowShrink) — everything that decides what ends up on disk or in
 // a registry. Options (WithProgress, WithoutSync, WithMaxDownloadSize,
-// WithMinDownloadRate, WithCacheDir, WithFailFast, WithInsecureRegistry,
-// WithRegistryTransport) say how the run goes: what it reports, how
-// durably and how fast it writes, where downloads are kept, when a build
-// gives up, how registries are reached. An option never changes what a
+// WithMinDownloadRate, WithCacheDir, WithFailFast, WithJobs,
+// WithInsecureRegistry, WithRegistryTransport) say how the run goes: what
+// it reports, how durably and how fast it writes, where downloads are
+// kept, when a build gives up, how many images it builds at once, how
+// registries are reached. An option never changes what a
 // successful run writes; an option an entry point has no use for is
 // ignored.
 package genvm
