@@ -191,6 +191,7 @@ func runJobs(ctx context.Context, b BuildSpec, jobs []*job, o *options) error {
 	var inputs []*sharedInput
 	for _, j := range jobs {
 		if !j.needsRun(b.Push != "") {
+			j.emitEnd()
 			continue
 		}
 		j.ran = false
@@ -254,6 +255,7 @@ func runJobs(ctx context.Context, b BuildSpec, jobs []*job, o *options) error {
 		workers.Go(func() {
 			for j := next(); j != nil; j = next() {
 				buildImage(ctx, b, j)
+				j.emitEnd()
 				mu.Lock()
 				// An image that fails once the build was stopped was
 				// stopped: it is not a failure of its own.
@@ -282,6 +284,19 @@ func runJobs(ctx context.Context, b BuildSpec, jobs []*job, o *options) error {
 		}
 	}
 	return nil
+}
+
+// emitEnd reports the end of the image: "done" (built, or kept and
+// pushed), "kept" or "failed".
+func (j *job) emitEnd() {
+	stage := "done"
+	switch {
+	case j.result.Err != nil:
+		stage = "failed"
+	case !j.result.Created && j.result.Pushed == nil:
+		stage = "kept"
+	}
+	j.opts.emit(Event{Image: filepath.Base(j.result.Path), Stage: stage, DataTotal: -1})
 }
 
 func isClosed(c chan struct{}) bool {

@@ -24,10 +24,11 @@
 // and whether an existing image may be replaced (Overwrite) or an input cut
 // short (AllowShrink) — everything that decides what ends up on disk or in
 // a registry. Options (WithProgress, WithoutSync, WithMaxDownloadSize,
-// WithMinDownloadRate, WithCacheDir, WithFailFast, WithInsecureRegistry,
-// WithRegistryTransport) say how the run goes: what it reports, how
-// durably and how fast it writes, where downloads are kept, when a build
-// gives up, how registries are reached. An option never changes what a
+// WithMinDownloadRate, WithCacheDir, WithFailFast, WithJobs,
+// WithInsecureRegistry, WithRegistryTransport) say how the run goes: what
+// it reports, how durably and how fast it writes, where downloads are
+// kept, when a build gives up, how many images it builds at once, how
+// registries are reached. An option never changes what a
 // successful run writes; an option an entry point has no use for is
 // ignored.
 package genvm
@@ -127,7 +128,10 @@ type Result struct {
 // Event reports progress of a long step.
 type Event struct {
 	Image string // the output file name
-	Stage string // "download", "decompress" or "convert"
+	// Stage is "download", "decompress", "convert" or "push"; in a Build,
+	// an image's last event says how it ended: "done", "kept" or
+	// "failed".
+	Stage string
 	Done  int64
 	Total int64
 	// Data and DataTotal, when converting, count the input's data only

@@ -49,7 +49,8 @@ func newOptions(opts []Option) *options {
 }
 
 // WithProgress has fn called with progress events. fn must be quick; it is
-// called from the goroutine doing the work.
+// called from the goroutine doing the work: in a Build, from several at
+// once (Event.Index tells the images apart).
 func WithProgress(fn func(Event)) Option { return func(o *options) { o.progress = fn } }
 
 // WithoutSync skips the fsync that makes each image durable before it is

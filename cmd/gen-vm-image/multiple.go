@@ -88,7 +88,7 @@ func runMultiple(ctx context.Context, e env, p *parsed) int {
 	if err != nil {
 		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 	}
-	opts, stop, err := runOptions(e, p)
+	opts, stop, err := runOptionsFor(e, p, true)
 	if err != nil {
 		stop()
 		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
@@ -111,6 +111,9 @@ func runMultiple(ctx context.Context, e env, p *parsed) int {
 	res, err := genvm.Build(ctx, spec, opts...)
 	stop()
 	notify(e, p, res.Notices)
+	if e.progress && !p.switches["quiet"] && len(res.Images) > 0 {
+		fmt.Fprint(e.stderr, summaryTable(res, newFleetProgress(e.stderr).width()-1))
+	}
 	return respond(e, jsonproto.NewResponse(res.Summary, res.Messages, verbose, err))
 }
 

@@ -108,12 +108,24 @@ func downloadLimits(p *parsed) ([]genvm.Option, error) {
 // runOptions are the genvm options a command that writes images takes from
 // its switches (those it has) and its terminal; stop ends the progress bar.
 func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) {
+	return runOptionsFor(e, p, false)
+}
+
+// runOptionsFor is runOptions, for a build of several images at once
+// (one progress line per image at work) when fleet is set.
+func runOptionsFor(e env, p *parsed, fleet bool) (opts []genvm.Option, stop func(), err error) {
 	stop = func() {}
 	opts, err = downloadLimits(p)
 	if err != nil {
 		return nil, stop, err
 	}
-	if e.progress && !p.switches["quiet"] {
+	switch {
+	case !e.progress || p.switches["quiet"]:
+	case fleet:
+		lines := newFleetProgress(e.stderr)
+		stop = lines.finish
+		opts = append(opts, genvm.WithProgress(lines.update))
+	default:
 		bar := newProgressBar(e.stderr)
 		stop = bar.finish
 		opts = append(opts, genvm.WithProgress(bar.update))
