@@ -55,7 +55,7 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	if why != "" {
 		say("The size of %s is %d bytes, not the input's %d: %s", spec.Output, virtualSize, src.image.Size(), why)
 	}
-	if _, err := writeImage(ctx, spec.Output, f, createOpt, virtualSize, src, true, o, say); err != nil {
+	if _, _, err := writeImage(ctx, spec.Output, f, createOpt, virtualSize, src, true, false, o, say); err != nil {
 		return res, err
 	}
 	res.Created = true
