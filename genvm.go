@@ -439,6 +439,9 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 			return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: converting %s: %v", path, src.path, err)
 		}
 		say("Converted %s (%s) to %s: %d bytes of data copied, %d bytes of zeros skipped", src.path, src.format, format, stats.BytesWritten, stats.ZeroSkipped)
+		if stats.BytesStored > 0 {
+			say("Compressed the %d bytes of data into %d bytes", stats.BytesWritten, stats.BytesStored)
+		}
 	}
 	if err := w.Close(); err != nil {
 		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
