@@ -139,9 +139,9 @@ func runCheck(ctx context.Context, e env, p *parsed) int {
 				fmt.Fprintf(e.stdout, "\n%d leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n", report.Leaks)
 			}
 		}
-		// qemu-img prints the figures only when some cluster is allocated,
-		// and the end offset whenever there is one (an empty Parallels
-		// image has one).
+		// As qemu-img check prints them: the statistics only when some cluster
+		// is allocated, the end offset whenever the format has one (an empty
+		// Parallels image has one; QED has none).
 		if report.TotalClusters > 0 && report.AllocatedClusters > 0 {
 			pct := func(n int64) float64 { return float64(n) * 100 / float64(max(report.TotalClusters, 1)) }
 			alloc := float64(0)
