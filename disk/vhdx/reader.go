@@ -162,7 +162,10 @@ func batProblems(l *layout, blocks, bitmaps []uint64, stopAt int) (problems []st
 				continue
 			}
 			inUse = append(inUse, used{int64(off), length, fmt.Sprintf("payload block %d", i)})
-			if e&batStateMask == statePartlyPresent && bitmaps[int64(i)/l.chunkRatio]&batStateMask != stateBitmapPresent {
+			// A disk without a parent has no bitmap entry after its last
+			// chunk ([MS-VHDX] 2.5): its partially present blocks have none.
+			if c := int64(i) / l.chunkRatio; e&batStateMask == statePartlyPresent &&
+				(c >= int64(len(bitmaps)) || bitmaps[c]&batStateMask != stateBitmapPresent) {
 				if add("payload block %d is partially present but its sector bitmap is not", i) {
 					return problems, count
 				}
