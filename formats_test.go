@@ -28,12 +28,12 @@ func TestFormatsFromTheRegistry(t *testing.T) {
 		says      string // "" when the file is valid
 	}{
 		{"writable output", "    format: raw\n", ""},
-		{"known but not writable output", "    format: vmdk\n", `"vmdk" is not a format this version writes; use one of qcow2, raw`},
-		{"unknown output", "    format: qcow3\n", `"qcow3" is not a format this version writes; use one of qcow2, raw`},
+		{"known but not writable output", "    format: qcow\n", `"qcow" is not a format this version writes; use one of qcow2, raw, vmdk`},
+		{"unknown output", "    format: qcow3\n", `"qcow3" is not a format this version writes; use one of qcow2, raw, vmdk`},
 		// An input may declare a format we recognise but cannot read: it is
 		// refused when it is opened, with the reason.
-		{"known input", "    input: {path: p, format: vmdk}\n", ""},
-		{"unknown input", "    input: {path: p, format: qcow3}\n", `unknown format "qcow3"; this version reads qcow2, raw`},
+		{"known input", "    input: {path: p, format: qcow}\n", ""},
+		{"unknown input", "    input: {path: p, format: qcow3}\n", `unknown format "qcow3"; this version reads qcow2, raw, vmdk`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -56,7 +56,7 @@ func TestFormatsFromTheRegistry(t *testing.T) {
 	in := filepath.Join(dir, "in.qcow2")
 	oracle.MustRun(t, "create", "-q", "-f", "qcow2", in, "1M")
 	_, err := Generate(context.Background(), Spec{Name: "x", Size: "1M", OutputDirectory: t.TempDir(), Input: &Input{Path: in, Format: "qcow3"}})
-	if CodeOf(err) != CodeInvalidAttribute || !strings.Contains(err.Error(), `"qcow3" is not a format we know (this version reads qcow2, raw)`) {
+	if CodeOf(err) != CodeInvalidAttribute || !strings.Contains(err.Error(), `"qcow3" is not a format we know (this version reads qcow2, raw, vmdk)`) {
 		t.Fatalf("declared qcow3: code %d: %v", CodeOf(err), err)
 	}
 }

@@ -1,6 +1,7 @@
 package vmdk
 
 import (
+	"encoding/binary"
 	"fmt"
 	"io"
 
@@ -19,20 +20,33 @@ func Check(r io.ReaderAt, fileSize int64) (disk.CheckReport, error) {
 	}
 	im := img.(*rdImage)
 	grains := (im.size + im.grainBytes - 1) / im.grainBytes
-	for g := int64(0); g < grains; g++ {
-		if im.gd[g/im.gtEntries] == 0 {
-			g += im.gtEntries - 1 - g%im.gtEntries
+	sectorOf := func(g int64) int64 { return g * im.grainBytes / sectorSize }
+	// A table is scanned once however many directory entries name it,
+	// and only as far as the disk reaches: the work is bounded by the
+	// file, not by the size it claims.
+	scanned := map[uint32]bool{}
+	for i := range int64(len(im.gd)) {
+		if im.gd[i] == 0 || i*im.gtEntries >= grains || scanned[im.gd[i]] && (i+1)*im.gtEntries <= grains {
 			continue
 		}
-		st, sector, err := im.grain(g)
+		scanned[im.gd[i]] = true
+		gt, err := im.grainTable(i)
 		if err != nil {
 			rep.Corruptions++
-			rep.Problems = append(rep.Problems, fmt.Sprintf("ERROR: could not get cluster_offset for sector %d: %v", g*im.grainBytes/sectorSize, err))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("ERROR: could not get cluster_offset for sector %d: %v", sectorOf(i*im.gtEntries), err))
 			break
 		}
-		if st == grainData && sector*sectorSize >= fileSize {
+		bad := int64(-1)
+		for k := int64(0); k < im.gtEntries && i*im.gtEntries+k < grains; k++ {
+			e := binary.LittleEndian.Uint32(gt[k*4:])
+			if im.entryState(e) == grainData && int64(e)*sectorSize >= fileSize {
+				bad = i*im.gtEntries + k
+				break
+			}
+		}
+		if bad >= 0 {
 			rep.Corruptions++
-			rep.Problems = append(rep.Problems, fmt.Sprintf("ERROR: cluster offset for sector %d points after EOF", g*im.grainBytes/sectorSize))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("ERROR: cluster offset for sector %d points after EOF", sectorOf(bad)))
 			break
 		}
 	}

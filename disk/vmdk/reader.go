@@ -164,14 +164,21 @@ func (im *rdImage) grain(g int64) (grainState, int64, error) {
 	if err != nil || gt == nil {
 		return grainUnallocated, 0, err
 	}
-	sector := int64(binary.LittleEndian.Uint32(gt[(g%im.gtEntries)*4:]))
+	entry := binary.LittleEndian.Uint32(gt[(g%im.gtEntries)*4:])
+	return im.entryState(entry), int64(entry), nil
+}
+
+// entryState is what a grain table entry says: 0 is a grain never
+// written, 1 a zeroed grain when the header has the zeroed-grain flag
+// (without it, qemu reads sector 1 as data, and so do we).
+func (im *rdImage) entryState(entry uint32) grainState {
 	switch {
-	case sector == 0:
-		return grainUnallocated, 0, nil
-	case sector == gteZeroed && im.zeroGrain:
-		return grainZero, 0, nil
+	case entry == 0:
+		return grainUnallocated
+	case entry == gteZeroed && im.zeroGrain:
+		return grainZero
 	}
-	return grainData, sector, nil
+	return grainData
 }
 
 // Extents describes [off, off+n) grain by grain.
@@ -197,14 +204,19 @@ func (im *rdImage) Extents(off, n int64) ([]disk.Extent, error) {
 			pos = next
 			continue
 		}
-		g := pos / im.grainBytes
-		st, _, err := im.grain(g)
+		gt, err := im.grainTable(pos / perGT)
 		if err != nil {
 			return nil, err
 		}
-		next := min((g+1)*im.grainBytes, end)
-		add(disk.Extent{Offset: pos, Length: next - pos, Zero: st != grainData, Compressed: st == grainData && im.compressed})
-		pos = next
+		// The grains of this table, without looking the table up again.
+		tableEnd := min((pos/perGT+1)*perGT, end)
+		for pos < tableEnd {
+			g := pos / im.grainBytes
+			st := im.entryState(binary.LittleEndian.Uint32(gt[(g%im.gtEntries)*4:]))
+			next := min((g+1)*im.grainBytes, tableEnd)
+			add(disk.Extent{Offset: pos, Length: next - pos, Zero: st != grainData, Compressed: st == grainData && im.compressed})
+			pos = next
+		}
 	}
 	return out, nil
 }
