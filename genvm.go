@@ -94,6 +94,9 @@ type Input struct {
 	OCI      string
 	Format   string         // optional; must agree with the content when given
 	Checksum *checksum.Spec // nil: the input is not verified (beyond an OCI layer's digest)
+	// Disk picks the disk of an OVA appliance: 1 for the first its OVF
+	// lists (0 means that too), 2 for the second, ... Only for OVA inputs.
+	Disk int
 }
 
 // NewInput is the input a command line or a request names with one string:
@@ -415,7 +418,14 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 		f.Close()
 		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: the file is empty (0 bytes): it is not a disk image", path)
 	}
-	format, report, err := detectFormat(f, fileSize, in.Format)
+	// An OVA appliance: its disk is read where it lies in the tar.
+	var src io.ReaderAt = f
+	src, fileSize, err = ovaDisk(f, fileSize, in.Disk, say)
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	format, report, err := detectFormatAt(src, fileSize, path, in.Format)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -428,7 +438,7 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 		f.Close()
 		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to one of those first", path, format, strings.Join(disk.ReadableFormats(), ", "))
 	}
-	img, err := fmtDef.Open(f, fileSize, disk.OpenOptions{})
+	img, err := fmtDef.Open(src, fileSize, disk.OpenOptions{})
 	if err != nil {
 		f.Close()
 		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
@@ -443,14 +453,20 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 // (code 5); a polyglot, an image that refers to other files, an encrypted
 // one, one with unknown features or absurd geometry fails to load (code 2).
 func detectFormat(f *os.File, fileSize int64, declared string) (string, inspect.Report, error) {
-	rep, err := inspect.InspectAt(f, fileSize, declared, inspect.Policy{})
+	return detectFormatAt(f, fileSize, f.Name(), declared)
+}
+
+// detectFormatAt is detectFormat for an image inside a file (an OVA's
+// disk); name names it in messages.
+func detectFormatAt(r io.ReaderAt, size int64, name, declared string) (string, inspect.Report, error) {
+	rep, err := inspect.InspectAt(r, size, declared, inspect.Policy{})
 	switch {
 	case err == nil:
 		return rep.Format, rep, nil
 	case errors.Is(err, inspect.ErrMismatch):
-		return "", rep, newError(CodeInvalidAttribute, err, "Invalid input format for %s: %v", f.Name(), err)
+		return "", rep, newError(CodeInvalidAttribute, err, "Invalid input format for %s: %v", name, err)
 	default:
-		return "", rep, newError(CodeLoadFailed, err, "Failed to load path: %s - error: refusing the input image: %v", f.Name(), err)
+		return "", rep, newError(CodeLoadFailed, err, "Failed to load path: %s - error: refusing the input image: %v", name, err)
 	}
 }
 
