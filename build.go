@@ -107,8 +107,8 @@ func LoadArchitecture(path string) (*arch.Architecture, error) {
 	for _, f := range disk.Formats() {
 		known = append(known, f.Name)
 	}
-	a, err := arch.Load(path, arch.WithOutputFormats(disk.WritableFormats()...),
-		arch.WithInputFormats(known, disk.ReadableFormats()),
+	a, err := arch.Load(path, arch.WithOutputFormats(disk.WithAliases(disk.WritableFormats())...),
+		arch.WithInputFormats(disk.WithAliases(known), disk.ReadableFormats()),
 		arch.WithReferenceCheck(func(ref string) error {
 			_, err := oci.ParseReference(ref)
 			return err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
@@ -119,6 +120,13 @@ func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) 
 	}
 	if p.switches["no_sync"] {
 		opts = append(opts, genvm.WithoutSync())
+	}
+	if v := os.Getenv("GVI_LOCK_MODE"); v != "" {
+		mode, err := genvm.ParseLockMode(v)
+		if err != nil {
+			return nil, stop, err
+		}
+		opts = append(opts, genvm.WithLockMode(mode))
 	}
 	if dir := p.values["cache_dir"]; dir != "" {
 		opts = append(opts, genvm.WithCacheDir(dir))
