@@ -19,6 +19,10 @@ import (
 // turn into a 1 GiB allocation per reader.
 const maxCompressedGrain = 2 << 20
 
+// firstGrainRead is what is read first of a compressed grain with a
+// marker: most 64 KiB grains compress to less (qemu reads two grains).
+const firstGrainRead = 32 << 10
+
 // gtCacheBytes bounds the grain tables a reader keeps.
 const gtCacheBytes = 8 << 20
 
@@ -292,19 +296,29 @@ func (im *rdImage) readCompressed(g, sector, in int64, buf []byte) error {
 	bp := im.grains.Get().(*[]byte)
 	defer im.grains.Put(bp)
 	raw := (*bp)[:min(int64(len(*bp)), im.fileSize-host)]
-	if err := blockio.ReadFull(im.r, raw, host); err != nil {
-		return fmt.Errorf("vmdk: reading grain %d at offset %#x: %w", g, host, err)
-	}
 	data := raw
 	if im.markers {
-		if len(raw) < grainMarkerSize {
+		// The marker says how long the stream is: read a first piece that
+		// holds most grains whole, and the rest only when it does not.
+		first := raw[:min(int64(len(raw)), firstGrainRead)]
+		if err := blockio.ReadFull(im.r, first, host); err != nil {
+			return fmt.Errorf("vmdk: reading grain %d at offset %#x: %w", g, host, err)
+		}
+		if len(first) < grainMarkerSize {
 			return fmt.Errorf("vmdk: %w: grain %d at offset %#x: truncated grain marker", disk.ErrFormat, g, host)
 		}
-		n := int64(binary.LittleEndian.Uint32(raw[8:]))
+		n := int64(binary.LittleEndian.Uint32(first[8:]))
 		if n == 0 || n > int64(len(raw))-grainMarkerSize {
 			return fmt.Errorf("vmdk: %w: grain %d at offset %#x: compressed length %d runs past the grain or the file", disk.ErrFormat, g, host, n)
 		}
+		if end := grainMarkerSize + n; end > int64(len(first)) {
+			if err := blockio.ReadFull(im.r, raw[len(first):end], host+int64(len(first))); err != nil {
+				return fmt.Errorf("vmdk: reading grain %d at offset %#x: %w", g, host, err)
+			}
+		}
 		data = raw[grainMarkerSize : grainMarkerSize+n]
+	} else if err := blockio.ReadFull(im.r, raw, host); err != nil {
+		return fmt.Errorf("vmdk: reading grain %d at offset %#x: %w", g, host, err)
 	}
 	op := im.outs.Get().(*[]byte)
 	defer im.outs.Put(op)
