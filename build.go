@@ -177,7 +177,7 @@ func SpecFor(im arch.Image, b BuildSpec) Spec {
 		Compress:        im.Compress,
 	}
 	if in := im.Input; in != nil {
-		s.Input = &Input{Path: in.Path, URL: in.URL, OCI: in.OCI, Format: in.Format}
+		s.Input = &Input{Path: in.Path, URL: in.URL, OCI: in.OCI, Format: in.Format, Disk: in.Disk}
 		if len(in.URLs) > 1 {
 			s.Input.Mirrors = in.URLs[1:]
 		}

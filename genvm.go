@@ -96,6 +96,9 @@ type Input struct {
 	OCI      string
 	Format   string         // optional; must agree with the content when given
 	Checksum *checksum.Spec // nil: the input is not verified (beyond an OCI layer's digest)
+	// Disk picks the disk of an OVA appliance: 1 for the first its OVF
+	// lists (0 means that too), 2 for the second, ... Only for OVA inputs.
+	Disk int
 }
 
 // NewInput is the input a command line or a request names with one string:
@@ -268,7 +271,7 @@ func makeImage(ctx context.Context, t *target, input inputSource, o *options, re
 		if err != nil {
 			return err
 		}
-		src, err = openResolved(f, fileSize, release, spec.Input.Format, say)
+		src, err = openResolved(f, fileSize, release, spec.Input.Format, spec.Input.Disk, say)
 		if err != nil {
 			return err
 		}
@@ -508,19 +511,26 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 	if err != nil {
 		return nil, err
 	}
-	return openResolved(f, fileSize, func() { f.Close() }, in.Format, say)
+	return openResolved(f, fileSize, func() { f.Close() }, in.Format, in.Disk, say)
 }
 
 // openResolved opens the verified input file f as an image: its format
 // from its content (which must agree with declared, when given), after the
 // safety policy. release gives f back; it is called on failure too.
-func openResolved(f *os.File, fileSize int64, release func(), declared string, say func(string, ...any)) (*openedInput, error) {
+func openResolved(f *os.File, fileSize int64, release func(), declared string, ovaIndex int, say func(string, ...any)) (*openedInput, error) {
 	path := f.Name()
 	if fileSize == 0 {
 		release()
 		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: the file is empty (0 bytes): it is not a disk image", path)
 	}
-	format, report, err := detectFormat(f, fileSize, declared)
+	// An OVA appliance: its disk is read where it lies in the tar.
+	var src io.ReaderAt = f
+	src, fileSize, err := ovaDisk(f, fileSize, ovaIndex, say)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	format, report, err := detectFormatAt(src, fileSize, path, declared)
 	if err != nil {
 		release()
 		return nil, err
@@ -533,7 +543,7 @@ func openResolved(f *os.File, fileSize int64, release func(), declared string, s
 		release()
 		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to one of those first", path, format, strings.Join(disk.ReadableFormats(), ", "))
 	}
-	img, err := fmtDef.Open(f, fileSize, disk.OpenOptions{})
+	img, err := fmtDef.Open(src, fileSize, disk.OpenOptions{})
 	if err != nil {
 		release()
 		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
@@ -548,14 +558,20 @@ func openResolved(f *os.File, fileSize int64, release func(), declared string, s
 // (code 5); a polyglot, an image that refers to other files, an encrypted
 // one, one with unknown features or absurd geometry fails to load (code 2).
 func detectFormat(f *os.File, fileSize int64, declared string) (string, inspect.Report, error) {
-	rep, err := inspect.InspectAt(f, fileSize, declared, inspect.Policy{})
+	return detectFormatAt(f, fileSize, f.Name(), declared)
+}
+
+// detectFormatAt is detectFormat for an image inside a file (an OVA's
+// disk); name names it in messages.
+func detectFormatAt(r io.ReaderAt, size int64, name, declared string) (string, inspect.Report, error) {
+	rep, err := inspect.InspectAt(r, size, declared, inspect.Policy{})
 	switch {
 	case err == nil:
 		return rep.Format, rep, nil
 	case errors.Is(err, inspect.ErrMismatch):
-		return "", rep, newError(CodeInvalidAttribute, err, "Invalid input format for %s: %v", f.Name(), err)
+		return "", rep, newError(CodeInvalidAttribute, err, "Invalid input format for %s: %v", name, err)
 	default:
-		return "", rep, newError(CodeLoadFailed, err, "Failed to load path: %s - error: refusing the input image: %v", f.Name(), err)
+		return "", rep, newError(CodeLoadFailed, err, "Failed to load path: %s - error: refusing the input image: %v", name, err)
 	}
 }
 

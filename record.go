@@ -44,6 +44,7 @@ type inputIdentity struct {
 	ChecksumValue  string `json:"checksum_value,omitempty"`
 	ChecksumFile   string `json:"checksum_file,omitempty"`
 	ChecksumLength int64  `json:"checksum_read_bytes,omitempty"`
+	Disk           int    `json:"ova_disk,omitempty"` // an OVA's disk: another disk is another image
 }
 
 // specDigest is the record's spec_digest for spec, once its format and
@@ -55,7 +56,7 @@ func specDigest(spec Spec, format string, virtualSize int64) string {
 		id.Options = nil
 	}
 	if in := spec.Input; in != nil {
-		id.Input = &inputIdentity{Path: in.Path, URL: in.URL, OCI: in.OCI, Format: in.Format}
+		id.Input = &inputIdentity{Path: in.Path, URL: in.URL, OCI: in.OCI, Format: in.Format, Disk: in.Disk}
 		if c := in.Checksum; c != nil {
 			id.Input.ChecksumType, id.Input.ChecksumValue = strings.ToLower(c.Type), strings.ToLower(c.Value)
 			id.Input.ChecksumFile, id.Input.ChecksumLength = c.File, c.ReadBytes

@@ -158,3 +158,8 @@ var (
 	// ErrShrink: a resize below the current size without allowShrink.
 	ErrShrink = errors.New("shrinking would discard data")
 )
+
+// FileName is a Field value that stands for the name of the image's file,
+// which the format does not know: the renderer puts the name in its place
+// (qemu-img info names the file of each VMDK extent).
+type FileName struct{}

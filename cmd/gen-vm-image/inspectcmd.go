@@ -211,9 +211,23 @@ func fieldsJSON(fields []disk.Field) ([]byte, error) {
 			return nil, err
 		}
 		var value []byte
-		if nested, ok := f.Value.([]disk.Field); ok {
-			value, err = fieldsJSON(nested)
-		} else {
+		switch v := f.Value.(type) {
+		case []disk.Field:
+			value, err = fieldsJSON(v)
+		case [][]disk.Field:
+			value = []byte{'['}
+			for i, item := range v {
+				if i > 0 {
+					value = append(value, ',')
+				}
+				b, err := fieldsJSON(item)
+				if err != nil {
+					return nil, err
+				}
+				value = append(value, b...)
+			}
+			value = append(value, ']')
+		default:
 			value, err = json.Marshal(f.Value)
 		}
 		if err != nil {
@@ -224,13 +238,43 @@ func fieldsJSON(fields []disk.Field) ([]byte, error) {
 	return append(out, '}'), nil
 }
 
+// withFileName returns fields with every disk.FileName replaced by name,
+// copied where it changes.
+func withFileName(fields []disk.Field, name string) []disk.Field {
+	out := make([]disk.Field, len(fields))
+	for i, f := range fields {
+		switch v := f.Value.(type) {
+		case disk.FileName:
+			f.Value = name
+		case []disk.Field:
+			f.Value = withFileName(v, name)
+		case [][]disk.Field:
+			items := make([][]disk.Field, len(v))
+			for j, item := range v {
+				items[j] = withFileName(item, name)
+			}
+			f.Value = items
+		}
+		out[i] = f
+	}
+	return out
+}
+
 // printFields prints fields as qemu-img info does: "label: value", nested
 // objects as their label and their fields indented once more.
 func printFields(w io.Writer, fields []disk.Field, indent string) {
 	for _, f := range fields {
-		if nested, ok := f.Value.([]disk.Field); ok {
+		switch v := f.Value.(type) {
+		case []disk.Field:
 			fmt.Fprintf(w, "%s%s:\n", indent, f.Label)
-			printFields(w, nested, indent+"    ")
+			printFields(w, v, indent+"    ")
+			continue
+		case [][]disk.Field:
+			fmt.Fprintf(w, "%s%s:\n", indent, f.Label)
+			for i, item := range v {
+				fmt.Fprintf(w, "%s    [%d]:\n", indent, i)
+				printFields(w, item, indent+"        ")
+			}
 			continue
 		}
 		fmt.Fprintf(w, "%s%s: %v\n", indent, f.Label, f.Value)
@@ -256,6 +300,11 @@ func runInfo(ctx context.Context, e env, p *parsed) int {
 		}
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
 		return genvm.CodeLoadFailed
+	}
+	if info.Specific != nil {
+		sp := *info.Specific
+		sp.Fields = withFileName(sp.Fields, f.Name())
+		info.Specific = &sp
 	}
 	q := qemuInfo{VirtualSize: info.VirtualSize, Filename: f.Name(), ClusterSize: info.ClusterSize, Format: info.Format,
 		BackingFile: info.BackingFile, BackingFormat: info.BackingFormat, FormatSpecific: (*formatSpecific)(info.Specific),
