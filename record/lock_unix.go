@@ -4,17 +4,18 @@ package record
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 )
 
 // lockDir takes dir's record lock, an flock(2) on a file that stays: a
 // killed run's lock goes with its process.
 func lockDir(ctx context.Context, dir string) (unlock func(), err error) {
-	f, err := os.OpenFile(filepath.Join(dir, lockName), os.O_RDWR|os.O_CREATE, 0o644)
+	f, err := safefile.OpenLock(filepath.Join(dir, lockName))
 	if err != nil {
 		return nil, err
 	}
