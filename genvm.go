@@ -21,16 +21,27 @@
 // make: which images, their names, versions, sizes and formats, their
 // inputs and how those are verified, where they go (a directory, a
 // registry reference, the platform and timestamp a pushed image declares),
-// and whether an existing image may be replaced (Overwrite) or an input cut
-// short (AllowShrink) — everything that decides what ends up on disk or in
-// a registry. Options (WithProgress, WithoutSync, WithMaxDownloadSize,
-// WithMinDownloadRate, WithCacheDir, WithFailFast, WithJobs,
+// and whether an existing image may be replaced (Overwrite, or Update for
+// the stale ones) or an input cut short (AllowShrink) — everything that
+// decides what ends up on disk or in a registry. Options (WithProgress,
+// WithoutSync, WithMaxDownloadSize, WithMinDownloadRate, WithCacheDir,
+// WithFailFast, WithJobs, WithoutSpaceCheck, WithFreeSpace,
 // WithInsecureRegistry, WithRegistryTransport) say how the run goes: what
 // it reports, how durably and how fast it writes, where downloads are
-// kept, when a build gives up, how many images it builds at once, how
-// registries are reached. An option never changes what a
-// successful run writes; an option an entry point has no use for is
-// ignored.
+// kept, when a build gives up (a failure; not enough space), how many
+// images it builds at once, how registries are reached. An option never
+// changes what a successful run writes; an option an entry point has no
+// use for is ignored.
+//
+// # The record
+//
+// Generate and Build record each image they create in its directory's
+// SHA256SUMS and gen-vm-image.json (package record): its digest, and what
+// it was built from. Plan reads that record to say, before anything is
+// built, what a Build would do with each image: build, keep, rebuild (and
+// why) or leave it as up to date (BuildSpec.Update), and how much space
+// the images to build need. The same spec and input bytes always give the
+// same file: no clock, random number or scheduling order reaches one.
 package genvm
 
 import (

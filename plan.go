@@ -11,6 +11,7 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/arch"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/fetch"
+	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 	"github.com/ucphhpc/gen-vm-image-go/record"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 )
@@ -390,7 +391,7 @@ func (pl *planner) hashPath(path string) (string, error) {
 	if sum, ok := pl.hashed[path]; ok {
 		return sum, nil
 	}
-	f, err := os.Open(path)
+	f, err := safefile.OpenInput(path)
 	if err != nil {
 		return "", err
 	}
@@ -451,7 +452,7 @@ func (pl *planner) expected(spec Spec, f disk.Format, opt disk.CreateOptions, vi
 // inputData is the bytes of data (not holes or zero clusters) the input
 // image at path holds below limit, as its own format maps them.
 func inputData(path, declared string, limit int64) (int64, error) {
-	f, err := os.Open(path)
+	f, err := safefile.OpenInput(path)
 	if err != nil {
 		return 0, err
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/fetch"
+	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 	"github.com/ucphhpc/gen-vm-image-go/record"
 )
 
@@ -199,7 +200,7 @@ func recordCreated(ctx context.Context, t *target, out written, o *options, res 
 // it, and its digest (the verified one, when it was a whole-file SHA-256,
 // else read now, from the page cache the conversion left warm).
 func pathInputRecord(ctx context.Context, in *record.Input, path, verified string) error {
-	f, err := os.Open(path)
+	f, err := safefile.OpenInput(path)
 	if err != nil {
 		return err
 	}

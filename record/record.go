@@ -23,6 +23,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 )
 
 // The files of the record, in the output directory.
@@ -134,8 +136,10 @@ func parse(data []byte) (*Manifest, error) {
 	return &m, nil
 }
 
+// readSmall reads our manifest; a link, a FIFO or a device planted in its
+// place is an error (no record), never followed or waited on.
 func readSmall(name string) ([]byte, error) {
-	f, err := os.Open(name)
+	f, err := safefile.Open(name)
 	if err != nil {
 		return nil, err
 	}
@@ -217,8 +221,8 @@ func validName(name string) bool {
 // The temporary name is fixed: the caller holds the directory's lock.
 func writeFile(name string, data []byte, durable bool) error {
 	tmp := filepath.Join(filepath.Dir(name), "."+filepath.Base(name)+".new")
-	os.Remove(tmp) // a run killed between write and rename
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	os.Remove(tmp) // a run killed between write and rename, or a planted link
+	f, err := safefile.Create(tmp, 0o644)
 	if err != nil {
 		return err
 	}
