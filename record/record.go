@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 	"io"
 	"io/fs"
 	"os"
@@ -24,6 +23,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 )
 

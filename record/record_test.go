@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 )
 
 // put writes a file in dir and returns its entry.

@@ -4,11 +4,12 @@ package record
 
 import (
 	"context"
-	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 	"os"
 	"path/filepath"
 	"syscall"
 	"testing"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 )
 
 // TestPlantedFilesAreNotFollowed: a FIFO or a link planted as the manifest
