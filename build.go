@@ -119,8 +119,8 @@ func LoadArchitecture(path string) (*arch.Architecture, error) {
 	for _, f := range disk.Formats() {
 		known = append(known, f.Name)
 	}
-	a, err := arch.Load(path, arch.WithOutputFormats(disk.WritableFormats()...),
-		arch.WithInputFormats(known, disk.ReadableFormats()),
+	a, err := arch.Load(path, arch.WithOutputFormats(disk.WithAliases(disk.WritableFormats())...),
+		arch.WithInputFormats(disk.WithAliases(known), disk.ReadableFormats()),
 		arch.WithReferenceCheck(func(ref string) error {
 			_, err := oci.ParseReference(ref)
 			return err
@@ -204,11 +204,12 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 		res.Messages = append(res.Messages, "Warning: "+w)
 		res.Notices = append(res.Notices, w)
 	}
-	images, err := selectImages(spec.Architecture, spec.Keys)
+	selected, err := SelectKeys(spec.Architecture, spec.Keys)
 	if err != nil {
 		res.Summary = err.Error()
 		return res, err
 	}
+	images := selected.Images
 	if spec.Push != "" {
 		if err := checkPushes(spec, images); err != nil {
 			res.Summary = err.Error()
@@ -283,12 +284,12 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 	return res, &Error{Code: CodeOf(first), Msg: res.Summary, Err: first}
 }
 
-// selectImages returns the images of a named by keys, in the file's order
-// (all of them when keys is empty); an unknown key is an invalid
+// SelectKeys returns a copy of a with only the images of keys, in the
+// file's order (a itself when keys is empty); an unknown key is an invalid
 // attribute, with the key meant when one is close.
-func selectImages(a *arch.Architecture, keys []string) ([]arch.Image, error) {
+func SelectKeys(a *arch.Architecture, keys []string) (*arch.Architecture, error) {
 	if len(keys) == 0 {
-		return a.Images, nil
+		return a, nil
 	}
 	var all []string
 	for _, im := range a.Images {
@@ -309,11 +310,12 @@ func selectImages(a *arch.Architecture, keys []string) ([]arch.Image, error) {
 		return nil, newError(CodeInvalidAttribute, nil, "Invalid image key %s: the architecture file declares %s",
 			strings.Join(problems, ", "), strings.Join(all, ", "))
 	}
-	var out []arch.Image
+	out := *a
+	out.Images = nil
 	for _, im := range a.Images {
 		if slices.Contains(keys, im.Key) {
-			out = append(out, im)
+			out.Images = append(out.Images, im)
 		}
 	}
-	return out, nil
+	return &out, nil
 }

@@ -68,6 +68,9 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 // for is refused: out.raw holding a qcow2 would fool the next program.
 func convertFormat(spec ConvertSpec) (string, error) {
 	named, ok := disk.ForExtension(spec.Output)
+	if f, known := disk.Lookup(spec.OutputFormat); known {
+		spec.OutputFormat = f.Name // an alias: vhd is vpc
+	}
 	switch {
 	case spec.OutputFormat == "" && ok:
 		return named.Name, nil

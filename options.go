@@ -5,6 +5,7 @@ import (
 
 	"github.com/ucphhpc/gen-vm-image-go/convert"
 	"github.com/ucphhpc/gen-vm-image-go/fetch"
+	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 	"github.com/ucphhpc/gen-vm-image-go/publish/oci"
 )
 
@@ -72,6 +73,33 @@ func WithMaxDownloadSize(n int64) Option {
 // download fails.
 func WithMinDownloadRate(n int64) Option {
 	return func(o *options) { o.download = append(o.download, fetch.WithMinRate(n, 0)) }
+}
+
+// LockMode is how processes sharing a download cache (and, on a shared
+// file system, the tasks of a job array on several nodes) take turns:
+// LockAuto (flock, or O_EXCL lock files with stale-lock takeover on NFS,
+// Lustre, CephFS, GPFS, BeeGFS and SMB), LockFlock or LockFile.
+type LockMode = filelock.Mode
+
+const (
+	LockAuto  = filelock.Auto
+	LockFlock = filelock.Flock
+	LockFile  = filelock.Exclusive
+)
+
+// ParseLockMode reads a LockMode as GVI_LOCK_MODE spells it: auto, flock
+// or file.
+func ParseLockMode(s string) (LockMode, error) {
+	m, err := filelock.ParseMode(s)
+	if err != nil {
+		return m, Errorf(CodeInvalidAttribute, err, "Invalid GVI_LOCK_MODE: %v", err)
+	}
+	return m, nil
+}
+
+// WithLockMode sets how the download cache is locked (default LockAuto).
+func WithLockMode(m LockMode) Option {
+	return func(o *options) { o.download = append(o.download, fetch.WithLockMode(m)) }
 }
 
 // WithCacheDir keeps downloaded inputs in dir instead of

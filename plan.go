@@ -78,11 +78,11 @@ type BuildPlan struct {
 // HEAD request each.
 func Plan(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildPlan, error) {
 	o := newOptions(opts)
-	images, err := selectImages(spec.Architecture, spec.Keys)
+	selected, err := SelectKeys(spec.Architecture, spec.Keys)
 	if err != nil {
 		return nil, err
 	}
-	return planImages(ctx, spec, images, o, true), nil
+	return planImages(ctx, spec, selected.Images, o, true), nil
 }
 
 // planImages plans images; head asks the servers of downloads whether

@@ -4,7 +4,8 @@
 // parallel and find the zero blocks inside them; the caller's goroutine
 // writes the results in virtual order, so the writer can allocate its host
 // clusters sequentially. Memory is bounded by Workers and Depth, never by
-// the image size.
+// the image size. A destination that compresses (a disk.Compressor) gets
+// whole units compressed on every core and stored in order (compress.go).
 package convert
 
 import (
@@ -59,7 +60,8 @@ type Options struct {
 // Stats says what a copy did.
 type Stats struct {
 	BytesRead    int64 // data bytes read from the source
-	BytesWritten int64 // bytes handed to the destination
+	BytesWritten int64 // bytes handed to the destination (virtual bytes, when compressed)
+	BytesStored  int64 // bytes the destination stored for them, when it compresses
 	ZeroSkipped  int64 // virtual bytes never written because they are zero
 }
 
@@ -134,11 +136,15 @@ const extentWindow = 1 << 30
 
 // Copy writes the first opt.Length bytes of src into dst, which must read as
 // zeros where nothing is written (a freshly created image). Zero runs are
-// never written.
+// never written. When dst is a disk.Compressor, the data is compressed in
+// its units, on every core, and stored in offset order.
 func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (Stats, error) {
 	total := src.Size()
 	if opt.Length > 0 && opt.Length < total {
 		total = opt.Length
+	}
+	if c, ok := dst.(disk.Compressor); ok {
+		return copyCompressed(ctx, c, src, total, opt)
 	}
 	zeroBlock := opt.ZeroBlock
 	if zeroBlock <= 0 {
@@ -211,34 +217,7 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 		}
 	}()
 
-	// The map of the whole source, read beside the copy, tells how much
-	// data there is, so that progress can say how long is left.
-	var dataTotal atomic.Int64
-	dataTotal.Store(-1)
-	mapped := make(chan struct{})
-	if opt.Progress != nil {
-		go func() {
-			defer close(mapped)
-			var sum int64
-			for win := int64(0); win < total; win += extentWindow {
-				if ctx.Err() != nil {
-					return
-				}
-				exts, err := src.Extents(win, min(extentWindow, total-win))
-				if err != nil {
-					return // the copy reports it
-				}
-				for _, e := range exts {
-					if !e.Zero {
-						sum += e.Length
-					}
-				}
-			}
-			dataTotal.Store(sum)
-		}()
-	} else {
-		close(mapped)
-	}
+	dataTotal, mapped := mapData(ctx, src, total, opt.Progress != nil)
 
 	var st Stats
 	var err error
@@ -287,6 +266,39 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 		err = fmt.Errorf("convert: the source's map covered %d of %d bytes", done, total)
 	}
 	return st, err
+}
+
+// mapData reads the map of the whole source beside the copy, when progress
+// is wanted, to tell how much data there is and so how long is left: -1
+// until it is known. mapped is closed when it is done or cancelled.
+func mapData(ctx context.Context, src disk.Image, total int64, wanted bool) (dataTotal *atomic.Int64, mapped chan struct{}) {
+	dataTotal = new(atomic.Int64)
+	dataTotal.Store(-1)
+	mapped = make(chan struct{})
+	if !wanted {
+		close(mapped)
+		return dataTotal, mapped
+	}
+	go func() {
+		defer close(mapped)
+		var sum int64
+		for win := int64(0); win < total; win += extentWindow {
+			if ctx.Err() != nil {
+				return
+			}
+			exts, err := src.Extents(win, min(extentWindow, total-win))
+			if err != nil {
+				return // the copy reports it
+			}
+			for _, e := range exts {
+				if !e.Zero {
+					sum += e.Length
+				}
+			}
+		}
+		dataTotal.Store(sum)
+	}()
+	return dataTotal, mapped
 }
 
 // SourceError is a failure to read the source image (a malformed or

@@ -62,7 +62,10 @@ type Info struct {
 	BackingFormat string
 	Encrypted     bool
 	Dirty         bool // not closed cleanly
-	Snapshots     int  // internal snapshots
+	// NoDirtyFlag: qemu-img info prints no dirty-flag for the format (its
+	// driver reports none: Parallels).
+	NoDirtyFlag bool
+	Snapshots   int // internal snapshots
 	// Specific is what only this format has: qemu-img info's "Format
 	// specific information". Nil where the format has nothing to add.
 	Specific *Specific

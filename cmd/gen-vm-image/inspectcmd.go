@@ -139,7 +139,10 @@ func runCheck(ctx context.Context, e env, p *parsed) int {
 				fmt.Fprintf(e.stdout, "\n%d leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n", report.Leaks)
 			}
 		}
-		if report.TotalClusters > 0 {
+		// As qemu-img check prints them: the statistics only when some cluster
+		// is allocated, the end offset whenever the format has one (an empty
+		// Parallels image has one; QED has none).
+		if report.TotalClusters > 0 && report.AllocatedClusters > 0 {
 			pct := func(n int64) float64 { return float64(n) * 100 / float64(max(report.TotalClusters, 1)) }
 			alloc := float64(0)
 			if report.AllocatedClusters > 0 {
@@ -149,8 +152,11 @@ func runCheck(ctx context.Context, e env, p *parsed) int {
 			if report.AllocatedClusters > 0 {
 				comp = 100 * float64(report.CompressedClusters) / float64(report.AllocatedClusters)
 			}
-			fmt.Fprintf(e.stdout, "%d/%d = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\nImage end offset: %d\n",
-				report.AllocatedClusters, report.TotalClusters, pct(report.AllocatedClusters), alloc, comp, report.ImageEndOffset)
+			fmt.Fprintf(e.stdout, "%d/%d = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\n",
+				report.AllocatedClusters, report.TotalClusters, pct(report.AllocatedClusters), alloc, comp)
+		}
+		if report.ImageEndOffset > 0 {
+			fmt.Fprintf(e.stdout, "Image end offset: %d\n", report.ImageEndOffset)
 		}
 	}
 	switch {
@@ -173,7 +179,7 @@ type qemuInfo struct {
 	BackingFormat  string          `json:"backing-filename-format,omitempty"`
 	FormatSpecific *formatSpecific `json:"format-specific,omitempty"`
 	Encrypted      bool            `json:"encrypted,omitempty"`
-	DirtyFlag      bool            `json:"dirty-flag"`
+	DirtyFlag      *bool           `json:"dirty-flag,omitempty"` // nil where qemu-img prints none
 }
 
 // formatSpecific renders a format's disk.Specific as qemu-img info
@@ -253,7 +259,10 @@ func runInfo(ctx context.Context, e env, p *parsed) int {
 	}
 	q := qemuInfo{VirtualSize: info.VirtualSize, Filename: f.Name(), ClusterSize: info.ClusterSize, Format: info.Format,
 		BackingFile: info.BackingFile, BackingFormat: info.BackingFormat, FormatSpecific: (*formatSpecific)(info.Specific),
-		Encrypted: info.Encrypted, DirtyFlag: info.Dirty}
+		Encrypted: info.Encrypted}
+	if !info.NoDirtyFlag {
+		q.DirtyFlag = &info.Dirty
+	}
 	if st, err := f.Stat(); err == nil {
 		q.ActualSize = allocatedBytes(st)
 	}
@@ -283,7 +292,7 @@ func runInfo(ctx context.Context, e env, p *parsed) int {
 		fmt.Fprintln(e.stdout, "Format specific information:")
 		printFields(e.stdout, sp.Fields, "    ")
 	}
-	if q.DirtyFlag {
+	if info.Dirty {
 		fmt.Fprintln(e.stdout, "dirty flag: yes")
 	}
 	switch format, _ := disk.Lookup(rep.Format); {

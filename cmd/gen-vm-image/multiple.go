@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
@@ -33,6 +35,10 @@ var multipleOptions = []option{
 	{names: []string{"--push"}, dest: "push", metavar: "PREFIX",
 		help: "Push every image, once built (or kept), to PREFIX/NAME:VERSION (NAME:latest without a version) as a KubeVirt containerDisk, e.g. --push registry.example.org/vm-images. Names, versions and formats that cannot be pushed are refused before anything is built."},
 	platformOption, insecureOption,
+	{names: []string{"--shard"}, dest: "shard", metavar: "I/N|auto",
+		help: "Build only shard I of N (counting from 0): the images whose keys hash to it, so that the tasks of a job array share an architecture, each image built by exactly one. auto takes I and N from a Slurm job array (SLURM_ARRAY_TASK_ID, _MIN, _COUNT) or a Kubernetes Indexed Job (JOB_COMPLETION_INDEX, with --shards)."},
+	{names: []string{"--shards"}, dest: "shards", metavar: "N",
+		help: "The number of shards, for --shard auto in a Kubernetes Indexed Job (its completions)."},
 	verboseOption, quietOption,
 }
 
@@ -88,6 +94,21 @@ func runMultiple(ctx context.Context, e env, p *parsed) int {
 	if err != nil {
 		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
 	}
+	// The keys are those of the whole file; a shard builds those of them
+	// that fall to it.
+	if a, err = genvm.SelectKeys(a, p.positionals[1:]); err != nil {
+		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
+	}
+	shard, err := shardOf(p, os.Getenv)
+	if err != nil {
+		return respond(e, jsonproto.NewResponse("", nil, verbose, err))
+	}
+	if shard.Count > 1 {
+		a = shard.Select(a)
+		if len(a.Images) == 0 {
+			return respond(e, jsonproto.NewResponse(fmt.Sprintf("Nothing to build: no image of %s falls to %s", p.positionals[0], shard), nil, verbose, nil))
+		}
+	}
 	opts, stop, err := runOptionsFor(e, p, true)
 	if err != nil {
 		stop()
@@ -102,7 +123,6 @@ func runMultiple(ctx context.Context, e env, p *parsed) int {
 		Push:            push,
 		PushPlatform:    p.values["platform"],
 		PushCreated:     created,
-		Keys:            p.positionals[1:],
 	}
 	if p.switches["dry_run"] {
 		stop()
@@ -142,4 +162,24 @@ func dryRun(ctx context.Context, e env, p *parsed, spec genvm.BuildSpec, opts []
 		summary += " (a run would refuse to start, with code 3, unless --no-space-check)"
 	}
 	return respond(e, jsonproto.NewResponse(summary, lines, true, nil))
+}
+
+// shardOf reads --shard and --shards.
+func shardOf(p *parsed, getenv func(string) string) (genvm.Shard, error) {
+	value, sharding := p.values["shard"]
+	count := 0
+	if v, ok := p.values["shards"]; ok {
+		n, err := strconv.Atoi(strings.TrimSpace(v))
+		if err != nil || n < 1 {
+			return genvm.Shard{}, genvm.Errorf(genvm.CodeInvalidAttribute, nil, "Invalid --shards %q: give the number of shards (the job's completions), at least 1", v)
+		}
+		if !sharding {
+			return genvm.Shard{}, genvm.Errorf(genvm.CodeInvalidAttribute, nil, "Invalid --shards %s without --shard: add --shard auto (in a Kubernetes Indexed Job) or --shard I/N", v)
+		}
+		count = n
+	}
+	if !sharding {
+		return genvm.Shard{}, nil
+	}
+	return genvm.ParseShard(strings.TrimSpace(value), count, getenv)
 }

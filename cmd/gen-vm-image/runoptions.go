@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 
@@ -132,6 +133,13 @@ func runOptionsFor(e env, p *parsed, fleet bool) (opts []genvm.Option, stop func
 	}
 	if p.switches["no_sync"] {
 		opts = append(opts, genvm.WithoutSync())
+	}
+	if v := os.Getenv("GVI_LOCK_MODE"); v != "" {
+		mode, err := genvm.ParseLockMode(v)
+		if err != nil {
+			return nil, stop, err
+		}
+		opts = append(opts, genvm.WithLockMode(mode))
 	}
 	if dir := p.values["cache_dir"]; dir != "" {
 		opts = append(opts, genvm.WithCacheDir(dir))
