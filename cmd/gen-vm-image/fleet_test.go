@@ -137,11 +137,7 @@ func TestMultipleKeysAndJobsOption(t *testing.T) {
 	if resp := r.result(t); r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, resp.Response)
 	}
-	entries, _ := os.ReadDir(out)
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
+	names := imageFiles(t, out)
 	if strings.Join(names, " ") != "cache.qcow2 web.qcow2" {
 		t.Errorf("built %v, want cache.qcow2 web.qcow2", names)
 	}
