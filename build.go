@@ -290,9 +290,11 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 	return res, &Error{Code: CodeOf(first), Msg: res.Summary, Err: first}
 }
 
-// selectImages returns the images of a named by keys, in the file's order
-// (all of them when keys is empty); an unknown key is an invalid
-// attribute, with the key meant when one is close.
+// selectImages returns the images of a named by keys (all of them when
+// keys is empty) that fall to shard, in the file's order. The keys are
+// those of the whole file, so a key of another shard is valid and builds
+// nothing here; an unknown key is an invalid attribute, with the key meant
+// when one is close.
 func selectImages(a *arch.Architecture, keys []string, shard Shard) ([]arch.Image, error) {
 	if len(keys) == 0 {
 		return shard.Select(a).Images, nil

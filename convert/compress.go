@@ -44,6 +44,7 @@ type compressChunk struct {
 	err      error
 	done     chan struct{}
 	zeroOnly bool
+	reserved int64 // bytes of the shared pool's budget held until written
 }
 
 // planCompressed settles the chunk size (whole units, whole source
@@ -63,6 +64,9 @@ func planCompressed(src disk.Image, opt Options, unit int64) (chunkSize int64, w
 
 	limit := max(2, int(maxCompressInFlight/(2*chunkSize)))
 	workers = opt.Workers
+	if opt.Pool != nil {
+		workers = opt.Pool.Workers()
+	}
 	if workers <= 0 {
 		workers = min(runtime.GOMAXPROCS(0), limit)
 	}
@@ -92,15 +96,32 @@ func copyCompressed(ctx context.Context, dst disk.Compressor, src disk.Image, to
 	ordered := make(chan *compressChunk, depth)
 
 	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	if opt.Pool != nil {
+		// The shared pool compresses; its budget holds a chunk's source
+		// bytes and what they compress to, taken in order (so that a
+		// copy's chunks with budget are always the next it writes) and
+		// given back once written.
+		wg.Go(func() {
 			for c := range jobs {
-				compressJob(ctx, dst, src, c, unit, &pool)
-				close(c.done)
+				var err error
+				if c.reserved, err = opt.Pool.reserve(ctx, 2*c.n); err != nil {
+					close(c.done)
+					continue
+				}
+				if !opt.Pool.run(ctx, func() { compressJob(ctx, dst, src, c, unit, &pool); close(c.done) }) {
+					close(c.done)
+				}
 			}
-		}()
+		})
+	} else {
+		for range workers {
+			wg.Go(func() {
+				for c := range jobs {
+					compressJob(ctx, dst, src, c, unit, &pool)
+					close(c.done)
+				}
+			})
+		}
 	}
 
 	var produceErr error
@@ -146,6 +167,9 @@ func copyCompressed(ctx context.Context, dst disk.Compressor, src disk.Image, to
 			b := c.buf[:cap(c.buf)]
 			pool.Put(&b)
 			c.buf = nil
+		}
+		if opt.Pool != nil {
+			opt.Pool.unreserve(c.reserved)
 		}
 		if err != nil {
 			cancel()

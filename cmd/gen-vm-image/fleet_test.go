@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	genvm "github.com/ucphhpc/gen-vm-image-go"
 	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 )
 
@@ -136,11 +137,7 @@ func TestMultipleKeysAndJobsOption(t *testing.T) {
 	if resp := r.result(t); r.code != 0 {
 		t.Fatalf("exit %d: %s", r.code, resp.Response)
 	}
-	entries, _ := os.ReadDir(out)
-	var names []string
-	for _, e := range entries {
-		names = append(names, e.Name())
-	}
+	names := imageFiles(t, out)
 	if strings.Join(names, " ") != "cache.qcow2 web.qcow2" {
 		t.Errorf("built %v, want cache.qcow2 web.qcow2", names)
 	}
@@ -148,6 +145,13 @@ func TestMultipleKeysAndJobsOption(t *testing.T) {
 	resp := r.result(t)
 	if r.code != 5 || !strings.Contains(resp.Response, `"db-sever" (did you mean "db-server"?)`) {
 		t.Errorf("unknown key: exit %d, %q", r.code, resp.Response)
+	}
+	// A key of the file that falls to another shard is no error: that
+	// shard builds it.
+	other := 1 - genvm.ShardOf("cache", 2)
+	r = gvi(t, dir, "multiple", yml, "cache", "-od", filepath.Join(dir, "shard"), "--shard", fmt.Sprintf("%d/2", other))
+	if resp := r.result(t); r.code != 0 || !strings.Contains(resp.Response, "Nothing to build") {
+		t.Errorf("a key of another shard: exit %d, %q", r.code, resp.Response)
 	}
 	for _, bad := range []string{"0", "x", "-3"} {
 		r = gvi(t, dir, "multiple", yml, "-od", out, "--jobs="+bad)
