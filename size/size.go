@@ -254,3 +254,20 @@ func formatUnsigned(n uint64) string {
 	}
 	return strconv.FormatFloat(math.Round(v*100)/100, 'f', -1, 64) + " " + units[u]
 }
+
+// FormatQemu spells a size as qemu-img info does (util/cutils.c
+// size_to_str): three significant digits, ties to even, and the larger
+// unit from 1000 of the smaller on ("0.977 MiB", "123 MiB", "2.12 MiB").
+func FormatQemu(n int64) string {
+	if n < 0 {
+		return Format(n)
+	}
+	// frexp's exponent minus one is floor(log2(n*1024/1000)).
+	_, exp := math.Frexp(float64(n) / (1000.0 / 1024.0))
+	u := min((exp-1)/10, len(units)-1)
+	if u < 0 {
+		u = 0
+	}
+	v := float64(n) / float64(uint64(1)<<(10*u))
+	return strconv.FormatFloat(v, 'g', 3, 64) + " " + units[u]
+}

@@ -321,7 +321,7 @@ func runInfo(ctx context.Context, e env, p *parsed) int {
 		return 0
 	}
 	fmt.Fprintf(e.stdout, "image: %s\nfile format: %s\nvirtual size: %s (%d bytes)\ndisk size: %s\n",
-		q.Filename, q.Format, size.Format(q.VirtualSize), q.VirtualSize, size.Format(q.ActualSize))
+		q.Filename, q.Format, size.FormatQemu(q.VirtualSize), q.VirtualSize, size.FormatQemu(q.ActualSize))
 	if q.Encrypted {
 		fmt.Fprintln(e.stdout, "encrypted: yes")
 	}

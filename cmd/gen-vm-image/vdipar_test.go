@@ -43,6 +43,16 @@ func TestVdiParallelsAsQemu(t *testing.T) {
 		oracle.AssertSame(t, raw, "raw", ours, tc.format)
 		images = append(images, q, ours)
 	}
+	// The disk size info prints changes while the file system allocates
+	// what was written (delayed allocation): settle it first.
+	for _, img := range images {
+		f, err := os.OpenFile(img, os.O_RDWR, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Sync()
+		f.Close()
+	}
 	empty := filepath.Join(dir, "empty.hdd")
 	oracle.MustRun(t, "create", "-q", "-f", "parallels", empty, "100M")
 	images = append(images, empty)
