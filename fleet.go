@@ -209,20 +209,25 @@ func runJobs(ctx context.Context, b BuildSpec, jobs []*job, o *options) error {
 	defer stopWaking()
 
 	// Fetchers: the inputs in the order of the images that first need
-	// them, n at once.
-	queue := make(chan *sharedInput, len(inputs))
-	for _, in := range inputs {
-		queue <- in
-	}
-	close(queue)
+	// them, n downloads and n local files at once: a local file (verified,
+	// perhaps decompressed) never waits behind a slow download.
 	var fetchers sync.WaitGroup
-	for range min(n, len(inputs)) {
-		fetchers.Go(func() {
-			for in := range queue {
-				in.fetch(ctx)
-				broadcast()
+	for _, remote := range []bool{true, false} {
+		queue := make(chan *sharedInput, len(inputs))
+		for _, in := range inputs {
+			if (in.in.URL != "" || in.in.OCI != "") == remote {
+				queue <- in
 			}
-		})
+		}
+		close(queue)
+		for range min(n, len(queue)) {
+			fetchers.Go(func() {
+				for in := range queue {
+					in.fetch(ctx)
+					broadcast()
+				}
+			})
+		}
 	}
 	defer func() {
 		for _, in := range inputs {

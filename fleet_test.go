@@ -347,3 +347,49 @@ images:
 		t.Errorf("unknown key: code %d, %v", CodeOf(err), err)
 	}
 }
+
+// TestWaitingHoldsNoJob: with one job, an image whose download has not
+// come yet does not keep the image after it, whose input is ready, from
+// being built meanwhile.
+func TestWaitingHoldsNoJob(t *testing.T) {
+	a, b := fleetInputs()
+	srv := newCountingServer(t, map[string][]byte{"/b.raw": b})
+	srv.gate = make(chan struct{})
+	dir := t.TempDir()
+	in := filepath.Join(dir, "in.raw")
+	if err := os.WriteFile(in, a, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	yml := fmt.Sprintf(`owner: test
+images:
+  waits: {name: waits, size: 8M, input: {url: %s/b.raw}}
+  ready: {name: ready, size: 4M, input: {path: %s}}
+`, srv.URL, in)
+	var once sync.Once
+	readyBuilt := make(chan struct{})
+	progress := func(e Event) {
+		if e.Image == "ready.qcow2" && e.Stage == "done" {
+			once.Do(func() { close(readyBuilt) })
+		}
+	}
+	var gaveUp atomic.Bool
+	go func() {
+		select {
+		case <-readyBuilt:
+		case <-time.After(30 * time.Second):
+			gaveUp.Store(true)
+		}
+		close(srv.gate)
+	}()
+	res, err := Build(context.Background(), BuildSpec{Architecture: parseArch(t, yml), OutputDirectory: filepath.Join(dir, "out")},
+		WithJobs(1), WithProgress(progress), WithCacheDir(filepath.Join(dir, "cache")), WithoutSync())
+	if err != nil {
+		t.Fatalf("%v\n%s", err, strings.Join(res.Messages, "\n"))
+	}
+	if gaveUp.Load() {
+		t.Fatal("the ready image was not built while the other waited for its download")
+	}
+	if got := strings.Join(keysOf(res.Images), ","); got != "waits,ready" {
+		t.Errorf("results %s, want the file's order waits,ready", got)
+	}
+}
