@@ -29,6 +29,12 @@ func TestCorpusMalformedFailCleanly(t *testing.T) {
 		if !e.Malformed() && !strings.HasPrefix(e.QemuFormat, "ERROR") {
 			continue
 		}
+		// qemu-img refuses a VHDX with a pending log only because it
+		// replays logs read-write; we replay them in memory and read the
+		// image (disk/vhdx TestCorpus judges that against qemu-img).
+		if !e.Malformed() && strings.Contains(e.QemuFormat, "contains a log") {
+			continue
+		}
 		t.Run(e.File, func(t *testing.T) {
 			path, ok := testcorpus.Path(t, e, 128<<20)
 			if !ok {

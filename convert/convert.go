@@ -51,6 +51,10 @@ type Options struct {
 	ZeroBlock int64
 	// Progress, when set, is called from the writing goroutine.
 	Progress func(Progress)
+	// Pool, when set, reads the chunks instead of workers of this copy's
+	// own, and bounds their memory with the other copies that share it;
+	// Workers is then the pool's.
+	Pool *Pool
 }
 
 // Stats says what a copy did.
@@ -68,6 +72,7 @@ type chunk struct {
 	done   chan struct{}
 	// zeroOnly: nothing to read; only advances progress to off+n.
 	zeroOnly bool
+	reserved int64 // bytes of the pool's budget held until written
 }
 
 // DefaultChunkSize is small enough that a chunk is still in the CPU's
@@ -109,6 +114,9 @@ func plan(src disk.Image, opt Options, zeroBlock int64) (chunkSize int64, worker
 
 	limit := max(2, int(maxInFlight/chunkSize))
 	workers = opt.Workers
+	if opt.Pool != nil {
+		workers = opt.Pool.Workers()
+	}
 	if workers <= 0 {
 		workers = min(runtime.GOMAXPROCS(0), limit, maxWorkers)
 	}
@@ -148,31 +156,26 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 	defer cancel()
 
 	pool := sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
-	jobs := make(chan *chunk, depth)
 	ordered := make(chan *chunk, depth)
-
-	// Workers: read each chunk into a pooled buffer.
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range jobs {
-				if ctx.Err() == nil {
-					bp := pool.Get().(*[]byte)
-					c.buf = (*bp)[:c.n]
-					c.err = readFull(src, c.buf, c.off)
-				}
-				close(c.done)
-			}
-		}()
+	workerPool := opt.Pool
+	if workerPool == nil {
+		workerPool = NewPool(workers, 0)
+		defer workerPool.Close()
+	}
+	// read is a worker's task: read a chunk into a pooled buffer.
+	read := func(c *chunk) {
+		if ctx.Err() == nil {
+			bp := pool.Get().(*[]byte)
+			c.buf = (*bp)[:c.n]
+			c.err = readFull(src, c.buf, c.off)
+		}
+		close(c.done)
 	}
 
 	// Producer: walk the extents, cut data into chunks, in order.
 	var produceErr error
 	go func() {
 		defer close(ordered)
-		defer close(jobs)
 		for win := int64(0); win < total; win += extentWindow {
 			n := min(extentWindow, total-win)
 			exts, err := src.Extents(win, n)
@@ -195,14 +198,16 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 					// Cut at chunk-aligned boundaries so writes stay aligned.
 					next := min((off/chunkSize+1)*chunkSize, e.End())
 					c := &chunk{off: off, n: next - off, done: make(chan struct{})}
-					select {
-					case ordered <- c:
-					case <-ctx.Done():
+					if c.reserved, err = workerPool.reserve(ctx, c.n); err != nil {
 						return
 					}
 					select {
-					case jobs <- c:
+					case ordered <- c:
 					case <-ctx.Done():
+						workerPool.unreserve(c.reserved)
+						return
+					}
+					if !workerPool.run(ctx, func() { read(c) }) {
 						close(c.done)
 						return
 					}
@@ -239,6 +244,7 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 			pool.Put(&b)
 			c.buf = nil
 		}
+		workerPool.unreserve(c.reserved)
 		if err != nil {
 			cancel()
 			continue // drain so the producer and workers can finish
@@ -251,7 +257,6 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 			opt.Progress(Progress{Done: done, Total: total, Data: data, DataTotal: dataTotal.Load()})
 		}
 	}
-	wg.Wait()
 	cancel() // the map need not be finished
 	<-mapped
 	if err == nil {

@@ -75,9 +75,12 @@ type Result struct {
 	Digest      string // the verified digest of the published file, lowercase hex
 	Compression string // "gzip", "xz", "bzip2", "zstd" or ""
 	Size        int64  // bytes as published
-	CacheHit    bool   // no download was needed
-	Member      string // FetchLayer: the file's name in the layer (disk/NAME)
-	Messages    []string
+	// SHA256 is the download's SHA-256 as published, lowercase hex:
+	// always computed, whatever checksum was asked for (Fetch only).
+	SHA256   string
+	CacheHit bool   // no download was needed
+	Member   string // FetchLayer: the file's name in the layer (disk/NAME)
+	Messages []string
 }
 
 // Progress is reported while a download runs.

@@ -54,9 +54,9 @@ func TestCompressedOutputs(t *testing.T) {
 	}
 
 	// single: converted compressed, then grown to SIZE.
-	r := gvi(t, dir, "single", "grown", "8M", "-i", raw, "-c", "-od", "out")
-	if resp := r.result(t); r.code != 0 {
-		t.Fatalf("single -c: exit %d %+v", r.code, resp)
+	r := gvi(t, dir, "single", "grown", "8M", "-i", raw, "-c", "-od", "out", "-v")
+	if resp := r.result(t); r.code != 0 || !strings.Contains(strings.Join(resp.VerboseMessages, "\n"), "Compressed the ") {
+		t.Fatalf("single -c -v: exit %d %+v; want a message saying how much the data compressed to", r.code, resp)
 	}
 	want := filepath.Join(dir, "grown.raw")
 	data, err := os.ReadFile(raw)

@@ -145,6 +145,25 @@ images:
 	}
 	oracle.AssertSame(t, a, "vpc", filepath.Join(dir, "in.raw"), "raw")
 
+	// Resizing after conversion: growing is done above; shrinking a VHD
+	// input is refused (code 7) unless --allow-shrink.
+	if r := gvi(t, dir, "single", "-i", dyn, "-of", "vhd", "--no-sync", "small", "1M"); r.code != 7 {
+		t.Fatalf("shrink without --allow-shrink: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := gvi(t, dir, "single", "-i", dyn, "-of", "vhd", "-o", "force_size=on", "--allow-shrink", "--no-sync", "small", "1M"); r.code != 0 {
+		t.Fatalf("shrink with --allow-shrink: exit %d\n%s", r.code, r.stderr)
+	}
+	small := filepath.Join(dir, "generated-images", "small.vhd")
+	if q := qemuVpcInfo(t, small); q.VirtualSize != 1<<20 {
+		t.Fatalf("shrunk: %+v", q)
+	}
+	head := filepath.Join(dir, "head.raw")
+	b, _ := os.ReadFile(filepath.Join(dir, "in.raw"))
+	if err := os.WriteFile(head, b[:1<<20], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oracle.AssertSame(t, small, "vpc", head, "raw")
+
 	// An unknown value is code 5 and names the valid ones.
 	r = gvi(t, dir, "single", "-of", "vhd", "-o", "subformat=sparse", "x", "1M")
 	if res := r.result(t); r.code != 5 || !strings.Contains(res.Response, "dynamic, fixed") {

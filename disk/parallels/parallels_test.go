@@ -556,3 +556,25 @@ func TestOptions(t *testing.T) {
 		t.Fatalf("static: %v", err)
 	}
 }
+
+// TestShortCatalog: a catalog shorter than the disk leaves the rest
+// reading as zeros, as qemu-img reads it, and check gives its figures.
+func TestShortCatalog(t *testing.T) {
+	oracle.QemuImg(t)
+	dir := t.TempDir()
+	src, path := filepath.Join(dir, "src.raw"), filepath.Join(dir, "q.hdd")
+	makeRaw(t, src, 3*mib, testPieces(3*mib))
+	oracle.MustRun(t, "convert", "-f", "raw", "-O", "parallels", src, path)
+	b, _ := os.ReadFile(path)
+	binary.LittleEndian.PutUint32(b[32:], 1)
+	os.WriteFile(path, b, 0o644)
+	want := filepath.Join(dir, "want.raw")
+	oracle.MustRun(t, "convert", "-f", "parallels", "-O", "raw", path, want)
+	im, f := openFile(t, path)
+	assertSameAsRaw(t, im, want)
+	q, _ := oracle.Check(t, path, "parallels")
+	ours, err := Check(f, fileSize(t, path))
+	if err != nil || ours.Leaks != q.Leaks || ours.AllocatedClusters != q.AllocatedClusters || ours.ImageEndOffset != q.ImageEndOffset || ours.TotalClusters != q.TotalClusters {
+		t.Fatalf("our check %+v (%v), qemu-img's %+v", ours, err, q)
+	}
+}

@@ -131,7 +131,7 @@ func cmpOpt(cs int64, ctype string) disk.CreateOptions {
 func TestCompressedConvert(t *testing.T) {
 	oracle.QemuImg(t)
 	dir := t.TempDir()
-	for _, size := range []int64{512, 1<<20 + 4096 + 512, 5<<20 + 3584} {
+	for _, size := range []int64{1, 511, 512, 1<<20 + 4096 + 512, 5<<20 + 3584} {
 		rawPath := cmpRaw(t, dir, size, uint64(size))
 		for _, cs := range []int64{512, 4 << 10, 64 << 10, 2 << 20} {
 			if size > 2<<20 && cs < 64<<10 {
@@ -144,7 +144,7 @@ func TestCompressedConvert(t *testing.T) {
 					if err := w.Close(); err != nil {
 						t.Fatal(err)
 					}
-					info := oracle.AssertQcow2(t, out, size)
+					info := oracle.AssertQcow2(t, out, (size+511)&^511)
 					if info.Specific.Data.CompressionType != ctype {
 						t.Errorf("compression type %q, want %s", info.Specific.Data.CompressionType, ctype)
 					}
@@ -155,6 +155,42 @@ func TestCompressedConvert(t *testing.T) {
 					}
 				})
 			}
+		}
+	}
+}
+
+// A sparse 2 TiB disk with data at its start, in its middle and at its
+// end: only the clusters that hold data are read and stored.
+func TestCompressedSparse2T(t *testing.T) {
+	oracle.QemuImg(t)
+	dir := t.TempDir()
+	rawPath := filepath.Join(dir, "sparse.raw")
+	f, err := os.Create(rawPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 2 << 40
+	text := cmpText(t, 3*100<<10)
+	for i, off := range []int64{0, 1<<40 + 12345, size - 100<<10} {
+		if _, err := f.WriteAt(text[i*100<<10:(i+1)*100<<10], off); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	for _, ctype := range []string{"zlib", "zstd"} {
+		out := filepath.Join(dir, ctype+".qcow2")
+		w := cmpConvert(t, rawPath, out, cmpOpt(0, ctype), 0)
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		oracle.AssertQcow2(t, out, size)
+		oracle.AssertSame(t, out, "qcow2", rawPath, "raw")
+		r := chkAssertAgree(t, out)
+		if r.AllocatedClusters != 2+2+2 || r.CompressedClusters != 6 {
+			t.Errorf("%s: %d clusters allocated, %d compressed; want 6 and 6", ctype, r.AllocatedClusters, r.CompressedClusters)
 		}
 	}
 }

@@ -1,6 +1,7 @@
-// Package vhdx knows Hyper-V's VHDX format ([MS-VHDX] "Virtual Hard Disk
-// v2 (VHDX) File Format"): it recognises and inspects VHDX images. It
-// cannot read or write them yet.
+// Package vhdx reads, writes and checks Hyper-V's VHDX images ([MS-VHDX]
+// "Virtual Hard Disk v2 (VHDX) File Format"): fixed and dynamic disks; a
+// pending log is replayed in memory, never into the file; differencing
+// disks are refused.
 package vhdx
 
 import (
@@ -16,10 +17,6 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 )
-
-func init() {
-	disk.Register(disk.Format{Name: "vhdx", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".vhdx"}})
-}
 
 // Sniff recognises the file type identifier "vhdxfile" at offset 0
 // ([MS-VHDX] 2.2.1).
@@ -90,58 +87,97 @@ var (
 	itemParentLocator  = guid("A8D35F2D-B30B-454D-ABF7-D3D84834AB0C")
 )
 
-// Inspect reads the headers, the region table and the metadata, and
-// refuses a log that needs replaying, unknown required regions and items,
-// differencing disks and absurd sizes.
+// Inspect reads the headers, replays a pending log in memory, reads the
+// region table and the metadata, and refuses unknown required regions and
+// items, differencing disks and absurd sizes.
 func Inspect(r io.ReaderAt, size int64, limits disk.Limits) (disk.Facts, error) {
 	var facts disk.Facts
-	if err := inspect(blockio.Source{R: r, Size: size}, limits.WithDefaults(), &facts); err != nil {
+	l, err := load(blockio.Source{R: r, Size: size}, limits.WithDefaults(), &facts)
+	if err != nil {
 		return facts, fmt.Errorf("vhdx: %w", err)
 	}
+	log := "no pending log"
+	if l.replayed > 0 {
+		log = fmt.Sprintf("a pending log of %d entries, replayed in memory (the file is not changed)", l.replayed)
+	}
+	facts.Notes = append(facts.Notes, fmt.Sprintf("VHDX, %d bytes virtual, %d-byte blocks, %d-byte logical sectors; no parent, %s",
+		l.md.virtualSize, l.md.blockSize, l.md.logicalSector, log))
 	return facts, nil
 }
 
-func inspect(src blockio.Source, limits disk.Limits, facts *disk.Facts) error {
+// layout is what the headers, the log, the region table and the metadata
+// of an image say, and the source to read it through: the file, or the
+// file as the replayed log changes it.
+type layout struct {
+	src        blockio.Source
+	header     []byte // the current header
+	logOffset  int64
+	logLength  int64
+	replayed   int // log entries replayed in memory
+	bat, meta  region
+	md         metadata
+	chunkRatio int64 // payload blocks per sector bitmap block
+	dataBlocks int64 // payload blocks
+	batEntries int64 // payload and sector bitmap entries
+}
+
+// load reads an image's layout. facts.Info is set as soon as the metadata
+// is decoded; facts may be nil.
+func load(src blockio.Source, limits disk.Limits, facts *disk.Facts) (*layout, error) {
 	hdr, err := currentHeader(src)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	le := binary.LittleEndian
 	if v := le.Uint16(hdr[66:]); v != 1 {
-		return refuse(disk.ErrUnsupported, "header version %d (1 exists)", v)
+		return nil, refuse(disk.ErrUnsupported, "header version %d (1 exists)", v)
 	}
-	if logGUID := hdr[48:64]; !blockio.IsZero(logGUID) {
-		return refuse(disk.ErrUnsupported, "the log holds changes that were never applied (log GUID %x): the image was not closed cleanly and must be replayed before it can be read; open it read-write once on a trusted host (Hyper-V, or qemu-img check -r all)", logGUID)
+	l := &layout{src: src, header: hdr, logLength: int64(le.Uint32(hdr[68:])), logOffset: int64(le.Uint64(hdr[72:]))}
+	if logGUID := hdr[48:64]; !blockio.IsZero(logGUID) && l.logLength != 0 {
+		// [MS-VHDX] 2.3.3: the log must be replayed before anything else
+		// is read, the region table included.
+		patched, n, err := replayLog(src, hdr, limits)
+		if err != nil {
+			return nil, err
+		}
+		l.src, l.replayed = patched, n
+		if n > 0 {
+			if hdr, err = currentHeader(l.src); err != nil {
+				return nil, err
+			}
+			l.header = hdr
+		}
 	}
-	bat, meta, err := readRegions(src)
-	if err != nil {
-		return err
+	if l.bat, l.meta, err = readRegions(l.src); err != nil {
+		return nil, err
 	}
-	md, err := readMetadata(src, meta)
-	if err != nil {
-		return err
+	if l.md, err = readMetadata(l.src, l.meta); err != nil {
+		return nil, err
 	}
-	if md.parent != "" {
-		return refuse(disk.ErrUnsafe, "a differencing disk over the parent %s: it needs its parent to be read, and an image must not make us open other files; merge it on a trusted host first", md.parent)
+	if facts != nil {
+		facts.Info = disk.Info{Format: "vhdx", VirtualSize: int64(l.md.virtualSize), ClusterSize: int64(l.md.blockSize)}
 	}
-	if err := limits.CheckVirtualSize("the VHDX metadata", md.virtualSize); err != nil {
-		return err
+	if l.md.parent != "" {
+		return nil, refuse(disk.ErrUnsafe, "a differencing disk over the parent %s: it needs its parent to be read, and an image must not make us open other files; merge it on a trusted host first", l.md.parent)
 	}
-	facts.Info = disk.Info{Format: "vhdx", VirtualSize: int64(md.virtualSize), ClusterSize: int64(md.blockSize)}
+	if err := limits.CheckVirtualSize("the VHDX metadata", l.md.virtualSize); err != nil {
+		return nil, err
+	}
 	// [MS-VHDX] 2.5 "BAT": a sector bitmap entry follows every chunkRatio
 	// payload entries.
-	chunkRatio := (uint64(1) << 23) * uint64(md.logicalSector) / uint64(md.blockSize)
-	dataBlocks := (md.virtualSize + uint64(md.blockSize) - 1) / uint64(md.blockSize)
-	entries := dataBlocks
-	if dataBlocks > 0 {
-		entries += (dataBlocks - 1) / chunkRatio
+	l.chunkRatio = int64((uint64(1) << 23) * uint64(l.md.logicalSector) / uint64(l.md.blockSize))
+	l.dataBlocks = int64((l.md.virtualSize + uint64(l.md.blockSize) - 1) / uint64(l.md.blockSize))
+	l.batEntries = l.dataBlocks
+	if l.dataBlocks > 0 {
+		l.batEntries += (l.dataBlocks - 1) / l.chunkRatio
 	}
-	if uint64(bat.length) < entries*8 {
-		return refuse(disk.ErrFormat, "the BAT region of %d bytes is too small for %d entries", bat.length, entries)
+	if err := limits.CheckTable("the VHDX BAT", uint64(l.batEntries), 8); err != nil {
+		return nil, err
 	}
-	facts.Notes = append(facts.Notes, fmt.Sprintf("VHDX, %d bytes virtual, %d-byte blocks, %d-byte logical sectors; no parent, no pending log",
-		md.virtualSize, md.blockSize, md.logicalSector))
-	return nil
+	if l.bat.length < l.batEntries*8 {
+		return nil, refuse(disk.ErrFormat, "the BAT region of %d bytes is too small for %d entries", l.bat.length, l.batEntries)
+	}
+	return l, nil
 }
 
 // currentHeader returns the valid header with the higher sequence number.
@@ -240,10 +276,11 @@ func readRegions(src blockio.Source) (bat, meta region, err error) {
 }
 
 type metadata struct {
-	blockSize     uint32
-	virtualSize   uint64
-	logicalSector uint32
-	parent        string // non-empty for a differencing disk
+	blockSize      uint32
+	virtualSize    uint64
+	logicalSector  uint32
+	physicalSector uint32
+	parent         string // non-empty for a differencing disk
 }
 
 // readMetadata reads the metadata table and the items we need; unknown
@@ -316,7 +353,13 @@ func readMetadata(src blockio.Source, region region) (metadata, error) {
 				return md, err
 			}
 			md.parent = parentPath(b)
-		case itemPhysicalSector, itemPage83:
+		case itemPhysicalSector:
+			b, err := item("physical sector size", off, length, 4)
+			if err != nil {
+				return md, err
+			}
+			md.physicalSector = le.Uint32(b)
+		case itemPage83:
 		default:
 			if required {
 				return md, refuse(disk.ErrUnsupported, "metadata item %x is unknown and marked required", id)
@@ -334,6 +377,9 @@ func readMetadata(src blockio.Source, region region) (metadata, error) {
 	}
 	if md.logicalSector != 512 && md.logicalSector != 4096 {
 		return md, refuse(disk.ErrFormat, "logical sector size %d (512 or 4096 exist)", md.logicalSector)
+	}
+	if md.virtualSize%uint64(md.logicalSector) != 0 {
+		return md, refuse(disk.ErrFormat, "virtual size %d is not a multiple of the logical sector size %d", md.virtualSize, md.logicalSector)
 	}
 	return md, nil
 }

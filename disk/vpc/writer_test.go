@@ -153,8 +153,8 @@ func cmp(s, dflt string) string {
 }
 
 // TestWriterLargeSparse: a 2040 GiB dynamic disk (the largest VHD) with a
-// few sectors of data costs a few MiB and reads back as written; 2 TiB is
-// refused, as qemu-img refuses it.
+// few sectors of data costs a few MiB and reads back as written, and we
+// read qemu-img's; 2 TiB is refused, as qemu-img refuses it.
 func TestWriterLargeSparse(t *testing.T) {
 	oracle.QemuImg(t)
 	dir := t.TempDir()
@@ -197,6 +197,19 @@ func TestWriterLargeSparse(t *testing.T) {
 		t.Fatalf("a sparse 2040 GiB disk takes %d bytes", st.Size())
 	}
 	assertOracle(t, img, raw, size, false)
+
+	// And the other way: qemu-img's 2040 GiB disk, read by us.
+	theirs := filepath.Join(dir, "theirs.vhd")
+	oracle.MustRun(t, "convert", "-f", "raw", "-O", "vpc", "-o", "force_size=on", raw, theirs)
+	im, err := openFile(t, theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if im.Size() != size {
+		t.Fatalf("qemu-img's disk reads as %d bytes", im.Size())
+	}
+	assertReadsAsQemu(t, im, theirs)
+	oracle.AssertSame(t, theirs, "vpc", img, "vpc")
 }
 
 // TestWriterDeterministic: writing the same disk twice gives the same

@@ -23,6 +23,7 @@ import (
 
 	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 	"github.com/ucphhpc/gen-vm-image-go/internal/slurmtest"
+	"github.com/ucphhpc/gen-vm-image-go/record"
 )
 
 // inputs are the raw disks the architecture's URL inputs name: 1 MiB
@@ -154,9 +155,25 @@ func TestSbatchArrayBuildsEveryImageOnce(t *testing.T) {
 		t.Errorf("downloads: %v; want each of the 4 inputs once", gets)
 	}
 	t.Logf("output directory: %v", files)
+
+	// The figure the README gives: the same 16 images built by one task
+	// (an array of 1), from a cold cache, against the array of 4 above.
+	one := filepath.Join(work, "one")
+	os.MkdirAll(one, 0o755)
+	os.WriteFile(filepath.Join(one, "images.yml"), []byte(arch.String()), 0o644)
+	sbatch = cluster.Command("sbatch", "--wait", "--array=0-0", script, "images.yml")
+	sbatch.Dir = one
+	sbatch.Env = append(sbatch.Env, "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "GVI_CACHE_DIR="+filepath.Join(work, "cache-one"), "GVI_LOCK_MODE=file")
+	start = time.Now()
+	if out, err := sbatch.CombinedOutput(); err != nil {
+		t.Fatalf("sbatch --wait --array=0-0: %v\n%s", err, out)
+	}
+	t.Logf("one task: %v; array of 4: %v (ratio %.2f)", time.Since(start).Round(time.Millisecond), elapsed.Round(time.Millisecond), elapsed.Seconds()/time.Since(start).Seconds())
+	checkRecord(t, filepath.Join(one, "generated-images"), len(images))
 }
 
-// checkRecord: the output directory lists every image once.
+// checkRecord: the output directory lists every image once, in
+// SHA256SUMS (which sha256sum -c accepts there) and in the manifest.
 func checkRecord(t *testing.T, dir string, n int) {
 	t.Helper()
 	entries, _ := os.ReadDir(dir)
@@ -168,5 +185,39 @@ func checkRecord(t *testing.T, dir string, n int) {
 	}
 	if count != n {
 		t.Errorf("%d images in %s, want %d", count, dir, n)
+	}
+	sums, err := os.ReadFile(filepath.Join(dir, record.SumsName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	listed := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(string(sums)), "\n") {
+		if _, name, ok := strings.Cut(line, "  "); ok {
+			listed[name]++
+		}
+	}
+	m, err := record.Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inManifest := map[string]int{}
+	for _, im := range m.Images {
+		inManifest[im.File]++
+	}
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), "img") {
+			continue
+		}
+		if listed[e.Name()] != 1 || inManifest[e.Name()] != 1 {
+			t.Errorf("%s is listed %d times in %s and %d times in the manifest; want once", e.Name(), listed[e.Name()], record.SumsName, inManifest[e.Name()])
+		}
+	}
+	if len(listed) != n || len(m.Images) != n {
+		t.Errorf("%s lists %d files and the manifest %d images; want %d", record.SumsName, len(listed), len(m.Images), n)
+	}
+	check := exec.Command("sha256sum", "-c", "--quiet", record.SumsName)
+	check.Dir = dir
+	if out, err := check.CombinedOutput(); err != nil {
+		t.Errorf("sha256sum -c %s: %v\n%s", record.SumsName, err, out)
 	}
 }
