@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
@@ -331,12 +330,4 @@ func (im *rdImage) readCompressed(g, sector, in int64, buf []byte) error {
 	}
 	copy(buf, (*op)[in:])
 	return nil
-}
-
-// createType names the descriptor's createType, for messages.
-func (im *rdImage) createType() string {
-	if im.desc == nil {
-		return ""
-	}
-	return strings.TrimSpace(im.desc.keys["createtype"].value)
 }

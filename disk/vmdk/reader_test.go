@@ -2,6 +2,7 @@ package vmdk
 
 import (
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -38,18 +39,7 @@ func TestReadQemuImages(t *testing.T) {
 	}
 }
 
-func itoa(n int64) string { return strings.TrimSpace(strings.Replace(fmtInt(n), " ", "", -1)) }
-
-func fmtInt(n int64) string {
-	if n == 0 {
-		return "0"
-	}
-	var b []byte
-	for ; n > 0; n /= 10 {
-		b = append([]byte{byte('0' + n%10)}, b...)
-	}
-	return string(b)
-}
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 // TestCorpus: the corpus's VMDK files read as qemu-img reads them (its raw
 // conversion); those qemu-img cannot open fail cleanly here too.
