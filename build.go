@@ -13,6 +13,7 @@ import (
 
 	"github.com/ucphhpc/gen-vm-image-go/arch"
 	"github.com/ucphhpc/gen-vm-image-go/disk"
+	"github.com/ucphhpc/gen-vm-image-go/internal/suggest"
 	"github.com/ucphhpc/gen-vm-image-go/publish/oci"
 )
 
@@ -22,7 +23,12 @@ type BuildSpec struct {
 	Architecture    *arch.Architecture // LoadArchitecture reads one
 	OutputDirectory string             // default DefaultOutputDirectory
 	Overwrite       bool
-	AllowShrink     bool
+	// Update rebuilds the images that are stale — whose spec or input
+	// changed since the output directory's record was written (see Plan)
+	// — and leaves the others; without it an image there is kept, stale
+	// or not (as without Overwrite).
+	Update      bool
+	AllowShrink bool
 	// Push, when set (REGISTRY/PREFIX), pushes every image of the
 	// architecture, once it is built or found already there, to
 	// PushReference(Push, NAME, VERSION) as a KubeVirt containerDisk (see
@@ -31,6 +37,12 @@ type BuildSpec struct {
 	Push         string
 	PushPlatform string
 	PushCreated  time.Time
+	// Keys, when given, are the keys of the only images to build; the
+	// others are left alone.
+	Keys []string
+	// Shard, when set, builds only the images (of Keys, when given) that
+	// ShardOf assigns to it: one task of a job array.
+	Shard Shard
 }
 
 // ImageResult is the outcome of one image of an architecture.
@@ -41,6 +53,9 @@ type ImageResult struct {
 	// otherwise, and when the image or its push failed.
 	Pushed *Pushed
 	Err    error
+	// Elapsed is how long the image took, from when it could start (its
+	// input fetched) to when it was built and pushed.
+	Elapsed time.Duration
 }
 
 // PushReference is where Build pushes an image: PREFIX/NAME:VERSION, or
@@ -56,13 +71,13 @@ func PushReference(prefix, name, version string) string {
 // a reference that an image's name or version cannot be part of, a format
 // KubeVirt does not read, a platform that does not parse. Every problem is
 // said at once.
-func checkPushes(spec BuildSpec) error {
+func checkPushes(spec BuildSpec, images []arch.Image) error {
 	if err := checkPlatform(spec.PushPlatform); err != nil {
 		return err
 	}
 	var problems []string
 	rules := ""
-	for _, im := range spec.Architecture.Images {
+	for _, im := range images {
 		ref := PushReference(spec.Push, im.Name, im.Version)
 		if _, err := oci.ParseReference(ref); err != nil {
 			problems = append(problems, fmt.Sprintf("image %s cannot be pushed as %s: %v", im.Key, ref, err))
@@ -107,8 +122,8 @@ func LoadArchitecture(path string) (*arch.Architecture, error) {
 	for _, f := range disk.Formats() {
 		known = append(known, f.Name)
 	}
-	a, err := arch.Load(path, arch.WithOutputFormats(disk.WritableFormats()...),
-		arch.WithInputFormats(known, disk.ReadableFormats()),
+	a, err := arch.Load(path, arch.WithOutputFormats(disk.WithAliases(disk.WritableFormats())...),
+		arch.WithInputFormats(disk.WithAliases(known), disk.ReadableFormats()),
 		arch.WithReferenceCheck(func(ref string) error {
 			_, err := oci.ParseReference(ref)
 			return err
@@ -162,7 +177,7 @@ func SpecFor(im arch.Image, b BuildSpec) Spec {
 		Compress:        im.Compress,
 	}
 	if in := im.Input; in != nil {
-		s.Input = &Input{Path: in.Path, URL: in.URL, OCI: in.OCI, Format: in.Format}
+		s.Input = &Input{Path: in.Path, URL: in.URL, OCI: in.OCI, Format: in.Format, Disk: in.Disk}
 		if len(in.URLs) > 1 {
 			s.Input.Mirrors = in.URLs[1:]
 		}
@@ -174,23 +189,42 @@ func SpecFor(im arch.Image, b BuildSpec) Spec {
 	return s
 }
 
-// Build generates every image of spec's architecture, one after the other.
-// It returns the first failure's error (with its code) after trying the
-// rest, unless WithFailFast is given.
+// Build generates the images of spec's architecture (those of spec.Keys,
+// when given), several at once (WithJobs). Each image is decided first
+// (planBuild), then built by buildImage; an input that images share is
+// fetched and verified once. The results are in the architecture's order,
+// whatever order the images finished in. Build returns the first failure's
+// error (with its code) after trying the rest, unless WithFailFast is
+// given.
 func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, error) {
 	o := newOptions(opts)
-	a := spec.Architecture
 	dir := spec.OutputDirectory
 	if dir == "" {
 		dir = DefaultOutputDirectory
 	}
 	res := &BuildResult{}
-	for _, w := range a.Warnings {
+	for _, w := range spec.Architecture.Warnings {
 		res.Messages = append(res.Messages, "Warning: "+w)
 		res.Notices = append(res.Notices, w)
 	}
+	images, err := selectImages(spec.Architecture, spec.Keys, spec.Shard)
+	if err != nil {
+		res.Summary = err.Error()
+		return res, err
+	}
+	if len(images) == 0 {
+		res.Summary = fmt.Sprintf("Nothing to build: no image falls to %s", spec.Shard)
+		return res, nil
+	}
 	if spec.Push != "" {
-		if err := checkPushes(spec); err != nil {
+		if err := checkPushes(spec, images); err != nil {
+			res.Summary = err.Error()
+			return res, err
+		}
+	}
+	plan := planImages(ctx, spec, images, o, spec.Update)
+	if !o.noSpaceCheck {
+		if err := plan.checkSpace(); err != nil {
 			res.Summary = err.Error()
 			return res, err
 		}
@@ -200,35 +234,19 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 		res.Summary = e.Msg
 		return res, e
 	}
-	var first error
-	for i, im := range a.Images {
-		if err := ctx.Err(); err != nil {
-			if first == nil {
-				first = newError(CodeCreateFailed, err, "Interrupted before image %s was built", im.Key)
-			}
-			break
+	jobs := planBuild(spec, images, o, plan)
+	first := runJobs(ctx, spec, jobs, o)
+	for _, j := range jobs {
+		if !j.ran {
+			continue
 		}
-		ir := ImageResult{Key: im.Key}
-		imageOptions := *o
-		imageOptions.index, imageOptions.count = i+1, len(a.Images)
-		ir.Err = generate(ctx, SpecFor(im, spec), &imageOptions, &ir.Result)
-		if ir.Err == nil && spec.Push != "" {
-			say := func(format string, args ...any) { ir.Messages = append(ir.Messages, sprintf(format, args...)) }
-			ps := PushSpec{File: ir.Path, Reference: PushReference(spec.Push, im.Name, im.Version), Platform: spec.PushPlatform, Created: spec.PushCreated}
-			ir.Pushed, ir.Err = push(ctx, ps, &imageOptions, filepath.Base(ir.Path), say)
-		}
+		ir := j.result
 		res.Messages = append(res.Messages, ir.Messages...)
 		res.Notices = append(res.Notices, ir.Notices...)
 		if ir.Err != nil {
-			res.Messages = append(res.Messages, fmt.Sprintf("Image %s failed (return code %d): %v", im.Key, CodeOf(ir.Err), ir.Err))
-			if first == nil {
-				first = ir.Err
-			}
+			res.Messages = append(res.Messages, fmt.Sprintf("Image %s failed (return code %d): %v", ir.Key, CodeOf(ir.Err), ir.Err))
 		}
 		res.Images = append(res.Images, ir)
-		if ir.Err != nil && o.failFast {
-			break
-		}
 	}
 	abs, _ := filepath.Abs(dir)
 	pushed := ""
@@ -243,6 +261,9 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 			}
 		}
 		switch {
+		case kept > 0 && spec.Update:
+			// --update leaves only the images that are up to date.
+			res.Summary = fmt.Sprintf("Built %d of %d images in %s; %d were up to date", len(res.Images)-kept, len(res.Images), abs, kept)
 		case kept == 0:
 			res.Summary = "Successfully built the images in: " + abs
 		case kept == len(res.Images):
@@ -259,9 +280,47 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 	for _, f := range failed {
 		parts = append(parts, fmt.Sprintf("%s (return code %d): %v", f.Key, CodeOf(f.Err), f.Err))
 	}
-	res.Summary = fmt.Sprintf("%d of %d images failed in %s: %s", len(failed), len(a.Images), abs, strings.Join(parts, "; "))
-	if len(failed) == 1 && len(a.Images) == 1 {
+	res.Summary = fmt.Sprintf("%d of %d images failed in %s: %s", len(failed), len(images), abs, strings.Join(parts, "; "))
+	if len(failed) == 1 && len(images) == 1 {
 		res.Summary = failed[0].Err.Error()
 	}
+	if len(failed) == 0 { // interrupted before any image failed
+		res.Summary = first.Error()
+	}
 	return res, &Error{Code: CodeOf(first), Msg: res.Summary, Err: first}
+}
+
+// selectImages returns the images of a named by keys, in the file's order
+// (all of them when keys is empty); an unknown key is an invalid
+// attribute, with the key meant when one is close.
+func selectImages(a *arch.Architecture, keys []string, shard Shard) ([]arch.Image, error) {
+	if len(keys) == 0 {
+		return shard.Select(a).Images, nil
+	}
+	var all []string
+	for _, im := range a.Images {
+		all = append(all, im.Key)
+	}
+	var problems []string
+	for _, k := range keys {
+		if slices.Contains(all, k) {
+			continue
+		}
+		p := fmt.Sprintf("%q", k)
+		if s := suggest.Closest(k, all); s != "" {
+			p += fmt.Sprintf(" (did you mean %q?)", s)
+		}
+		problems = append(problems, p)
+	}
+	if len(problems) > 0 {
+		return nil, newError(CodeInvalidAttribute, nil, "Invalid image key %s: the architecture file declares %s",
+			strings.Join(problems, ", "), strings.Join(all, ", "))
+	}
+	var out []arch.Image
+	for _, im := range a.Images {
+		if slices.Contains(keys, im.Key) && (shard.Count <= 1 || ShardOf(im.Key, shard.Count) == shard.Index) {
+			out = append(out, im)
+		}
+	}
+	return out, nil
 }

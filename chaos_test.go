@@ -115,7 +115,7 @@ func TestRaceForOneOutput(t *testing.T) {
 		t.Fatalf("%d runs created the image, want 1", created)
 	}
 	oracle.AssertQcow2(t, filepath.Join(out, "img.qcow2"), 4<<20)
-	entries, _ := os.ReadDir(out)
+	entries := imageFiles(t, out)
 	if len(entries) != 1 {
 		t.Errorf("the output directory holds %v", entries)
 	}

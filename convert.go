@@ -31,7 +31,9 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	if err != nil {
 		return res, err
 	}
-	if _, _, _, _, err := outputFormat(format, spec.FormatOptions, spec.Compress, 0); err != nil {
+	// The format and its options, before the input is opened; the size
+	// is checked once the input's is known (one sector fits every format).
+	if _, _, _, _, err := outputFormat(format, spec.FormatOptions, spec.Compress, 512); err != nil {
 		return res, err
 	}
 	src, err := openInput(ctx, &Input{Path: spec.Input, Format: spec.InputFormat}, "", "", o, say)
@@ -55,7 +57,7 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 	if why != "" {
 		say("The size of %s is %d bytes, not the input's %d: %s", spec.Output, virtualSize, src.image.Size(), why)
 	}
-	if _, err := writeImage(ctx, spec.Output, f, createOpt, virtualSize, src, true, o, say); err != nil {
+	if _, _, err := writeImage(ctx, spec.Output, f, createOpt, virtualSize, src, true, false, o, say); err != nil {
 		return res, err
 	}
 	res.Created = true
@@ -68,6 +70,9 @@ func Convert(ctx context.Context, spec ConvertSpec, opts ...Option) (*Result, er
 // for is refused: out.raw holding a qcow2 would fool the next program.
 func convertFormat(spec ConvertSpec) (string, error) {
 	named, ok := disk.ForExtension(spec.Output)
+	if f, known := disk.Lookup(spec.OutputFormat); known {
+		spec.OutputFormat = f.Name // an alias: vhd is vpc
+	}
 	switch {
 	case spec.OutputFormat == "" && ok:
 		return named.Name, nil

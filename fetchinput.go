@@ -28,6 +28,7 @@ func fetchInput(ctx context.Context, in *Input, cacheDir, image string, o *optio
 		res.File.Close()
 		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", res.Path, err)
 	}
+	o.input.noteDownload(res)
 	if res.Algorithm != "" {
 		say("Input %s is the download %s, verified (%s %s)", res.URL, res.Path, res.Algorithm, res.Digest)
 	} else {

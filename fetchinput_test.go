@@ -67,14 +67,14 @@ func TestGenerateFromURL(t *testing.T) {
 			if code := CodeOf(err); code != tt.code || (err != nil && !strings.Contains(err.Error(), tt.msg)) {
 				t.Fatalf("code %d, error %v; want %d %q\n%s", code, err, tt.code, tt.msg, strings.Join(res.Messages, "\n"))
 			}
-			entries, _ := os.ReadDir(out)
+			entries := imageFiles(t, out)
 			if tt.code != 0 {
 				if len(entries) != 0 {
 					t.Errorf("output left: %v", entries)
 				}
 				return
 			}
-			if len(entries) != 1 || entries[0].Name() != "img.qcow2" {
+			if len(entries) != 1 || entries[0] != "img.qcow2" {
 				t.Errorf("output: %v", entries)
 			}
 		})

@@ -21,15 +21,27 @@
 // make: which images, their names, versions, sizes and formats, their
 // inputs and how those are verified, where they go (a directory, a
 // registry reference, the platform and timestamp a pushed image declares),
-// and whether an existing image may be replaced (Overwrite) or an input cut
-// short (AllowShrink) — everything that decides what ends up on disk or in
-// a registry. Options (WithProgress, WithoutSync, WithMaxDownloadSize,
-// WithMinDownloadRate, WithCacheDir, WithFailFast, WithInsecureRegistry,
-// WithRegistryTransport) say how the run goes: what it reports, how
-// durably and how fast it writes, where downloads are kept, when a build
-// gives up, how registries are reached. An option never changes what a
-// successful run writes; an option an entry point has no use for is
-// ignored.
+// and whether an existing image may be replaced (Overwrite, or Update for
+// the stale ones) or an input cut short (AllowShrink) — everything that
+// decides what ends up on disk or in a registry. Options (WithProgress,
+// WithoutSync, WithMaxDownloadSize, WithMinDownloadRate, WithCacheDir,
+// WithFailFast, WithJobs, WithoutSpaceCheck, WithFreeSpace,
+// WithInsecureRegistry, WithRegistryTransport) say how the run goes: what
+// it reports, how durably and how fast it writes, where downloads are
+// kept, when a build gives up (a failure; not enough space), how many
+// images it builds at once, how registries are reached. An option never
+// changes what a successful run writes; an option an entry point has no
+// use for is ignored.
+//
+// # The record
+//
+// Generate and Build record each image they create in its directory's
+// SHA256SUMS and gen-vm-image.json (package record): its digest, and what
+// it was built from. Plan reads that record to say, before anything is
+// built, what a Build would do with each image: build, keep, rebuild (and
+// why) or leave it as up to date (BuildSpec.Update), and how much space
+// the images to build need. The same spec and input bytes always give the
+// same file: no clock, random number or scheduling order reaches one.
 package genvm
 
 import (
@@ -52,6 +64,7 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 	"github.com/ucphhpc/gen-vm-image-go/output"
 	"github.com/ucphhpc/gen-vm-image-go/publish/oci"
+	"github.com/ucphhpc/gen-vm-image-go/record"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 
 	// Every format registers itself: those we read, write or only
@@ -94,6 +107,9 @@ type Input struct {
 	OCI      string
 	Format   string         // optional; must agree with the content when given
 	Checksum *checksum.Spec // nil: the input is not verified (beyond an OCI layer's digest)
+	// Disk picks the disk of an OVA appliance: 1 for the first its OVF
+	// lists (0 means that too), 2 for the second, ... Only for OVA inputs.
+	Disk int
 }
 
 // NewInput is the input a command line or a request names with one string:
@@ -118,12 +134,18 @@ type Result struct {
 	// Notices are what a user should see even without -v: an existing
 	// image kept, a size of 0. They are in Messages too.
 	Notices []string
+	// rec is the image's entry in its directory's record, when it was
+	// created.
+	rec *record.Image
 }
 
 // Event reports progress of a long step.
 type Event struct {
 	Image string // the output file name
-	Stage string // "download", "decompress" or "convert"
+	// Stage is "download", "decompress", "convert" or "push"; in a Build,
+	// an image's last event says how it ended: "done", "kept" or
+	// "failed".
+	Stage string
 	Done  int64
 	Total int64
 	// Data and DataTotal, when converting, count the input's data only
@@ -143,25 +165,69 @@ func Generate(ctx context.Context, spec Spec, opts ...Option) (*Result, error) {
 }
 
 func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
-	say := func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
-	notice := func(format string, args ...any) {
+	own := *o // this image's input facts are noted in its own copy
+	o = &own
+	o.input = &inputNote{}
+	t, err := decide(spec, res)
+	if err != nil || t.keep {
+		return err
+	}
+	var input inputSource
+	if spec.Input != nil {
+		input = func(say func(string, ...any)) (*os.File, int64, func(), error) {
+			f, n, err := resolveInput(ctx, spec.Input, o.cacheDir, filepath.Base(t.path), o, say)
+			if err != nil {
+				return nil, 0, nil, err
+			}
+			return f, n, func() { f.Close() }, nil
+		}
+	}
+	return makeImage(ctx, t, input, o, res)
+}
+
+// reporters are the say and notice of res: a message for -v, and one a
+// user sees without it too.
+func reporters(res *Result) (say, notice func(string, ...any)) {
+	say = func(format string, args ...any) { res.Messages = append(res.Messages, sprintf(format, args...)) }
+	notice = func(format string, args ...any) {
 		say(format, args...)
 		res.Notices = append(res.Notices, res.Messages[len(res.Messages)-1])
 	}
+	return say, notice
+}
 
+// target is what deciding an image settles before its input is read:
+// where it goes, in which format, options and size, and whether it is
+// made at all.
+type target struct {
+	spec        Spec
+	format      disk.Format
+	createOpt   disk.CreateOptions
+	virtualSize int64
+	path        string
+	// keep: an image is there already and no --overwrite was given.
+	keep bool
+}
+
+// decide validates spec and settles its target without touching the
+// input or writing anything; res.Path is set as soon as it is known.
+func decide(spec Spec, res *Result) (*target, error) {
+	say, notice := reporters(res)
 	format := spec.Format
 	if format == "" {
 		format = arch.DefaultFormat
 	}
 	requested, err := validateSpec(spec)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	f, createOpt, virtualSize, why, err := outputFormat(format, spec.FormatOptions, spec.Compress, requested)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	res.Path = OutputPath(spec.OutputDirectory, spec.Name, spec.Version, format)
+	t := &target{spec: spec, format: f, createOpt: createOpt, virtualSize: virtualSize}
+	t.path = OutputPath(spec.OutputDirectory, spec.Name, spec.Version, format)
+	res.Path = t.path
 	if why != "" {
 		say("The size of %s is %d bytes, not the %d asked for: %s", res.Path, virtualSize, requested, why)
 	}
@@ -169,7 +235,8 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	if _, err := os.Lstat(res.Path); err == nil {
 		if !spec.Overwrite {
 			notice("The output image: %s already exists and is kept (use --overwrite to replace it)", res.Path)
-			return nil
+			t.keep = true
+			return t, nil
 		}
 		say("The output image: %s already exists", res.Path)
 		say("Overwriting the existing image: %s", res.Path)
@@ -177,9 +244,31 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	if virtualSize == 0 {
 		notice("The size is 0: %s will hold no data", res.Path)
 	}
+	return t, nil
+}
+
+// inputSource gives the verified input file of an image, open, its size,
+// and how to give it back when the image is made: the file is the
+// image's own in Generate, shared between the images of a build that
+// have the same input.
+type inputSource func(say func(string, ...any)) (f *os.File, size int64, release func(), err error)
+
+// makeImage writes t from its input (nil for a blank image): temporary
+// file, convert, check, rename into place.
+func makeImage(ctx context.Context, t *target, input inputSource, o *options, res *Result) error {
+	say, notice := reporters(res)
+	spec, virtualSize := t.spec, t.virtualSize
 	dir := filepath.Dir(res.Path)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", dir, err)
+	}
+	if spec.Overwrite {
+		// The record must not vouch for the old image once the new one
+		// may be in its place: a run killed in between leaves no entry
+		// rather than a wrong one.
+		if err := forgetRecorded(ctx, dir, filepath.Base(res.Path), o); err != nil {
+			return err
+		}
 	}
 	// What runs that were killed left behind goes before we add our own.
 	removed, _ := output.CleanAbandoned(dir)
@@ -188,8 +277,12 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	}
 
 	var src *openedInput
-	if spec.Input != nil {
-		src, err = openInput(ctx, spec.Input, o.cacheDir, filepath.Base(res.Path), o, say)
+	if input != nil {
+		f, fileSize, release, err := input(say)
+		if err != nil {
+			return err
+		}
+		src, err = openResolved(f, fileSize, release, spec.Input.Format, spec.Input.Disk, say)
 		if err != nil {
 			return err
 		}
@@ -208,7 +301,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 		}
 	}
 
-	created, err := writeImage(ctx, res.Path, f, createOpt, virtualSize, src, spec.Overwrite, o, say)
+	created, out, err := writeImage(ctx, res.Path, t.format, t.createOpt, virtualSize, src, spec.Overwrite, true, o, say)
 	if err != nil {
 		return err
 	}
@@ -219,7 +312,7 @@ func generate(ctx context.Context, spec Spec, o *options, res *Result) error {
 	res.Created = true
 	abs, _ := filepath.Abs(res.Path)
 	say("Generated image at: %s", abs)
-	return nil
+	return recordCreated(ctx, t, out, o, res)
 }
 
 // validateSpec checks what can be checked before touching any file and
@@ -318,12 +411,12 @@ func sprintf(format string, args ...any) string { return fmt.Sprintf(format, arg
 // is removed and an existing image at path is untouched; without overwrite
 // an image that appeared at path meanwhile (another run) is kept, and
 // created is false.
-func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.CreateOptions, virtualSize int64, src *openedInput, overwrite bool, o *options, say func(string, ...any)) (created bool, err error) {
+func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.CreateOptions, virtualSize int64, src *openedInput, overwrite, hash bool, o *options, say func(string, ...any)) (created bool, out written, err error) {
 	format := f.Name
 	base := filepath.Base(path)
 	tmp, err := output.Create(path, imageMode)
 	if err != nil {
-		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	published := false
 	defer func() {
@@ -334,13 +427,14 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 
 	w, err := f.Create(tmp.File, virtualSize, createOpt)
 	if err != nil {
-		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	if src != nil {
 		wb := tmp.StartWriteBehind(!o.noSync)
 		stats, err := convert.Copy(ctx, w, src.image, convert.Options{
 			Length:    virtualSize,
 			ZeroBlock: f.BlockSize(createOpt),
+			Pool:      o.pool,
 			Progress: func(p convert.Progress) {
 				wb.Progress(p.Done)
 				o.emit(Event{Image: base, Stage: "convert", Done: p.Done, Total: p.Total, Data: p.Data, DataTotal: p.DataTotal})
@@ -350,56 +444,74 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 		if err != nil {
 			w.Close()
 			if ctx.Err() != nil {
-				return false, newError(CodeCreateFailed, err, "Interrupted while converting %s into %s: %v", src.path, path, ctx.Err())
+				return false, out, newError(CodeCreateFailed, err, "Interrupted while converting %s into %s: %v", src.path, path, ctx.Err())
 			}
 			var se *convert.SourceError
 			if errors.As(err, &se) {
-				return false, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", src.path, err)
+				return false, out, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", src.path, err)
 			}
-			return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: converting %s: %v", path, src.path, err)
+			return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: converting %s: %v", path, src.path, err)
 		}
 		say("Converted %s (%s) to %s: %d bytes of data copied, %d bytes of zeros skipped", src.path, src.format, format, stats.BytesWritten, stats.ZeroSkipped)
+		if stats.BytesStored > 0 {
+			say("Compressed the %d bytes of data into %d bytes", stats.BytesWritten, stats.BytesStored)
+		}
 	}
 	if err := w.Close(); err != nil {
-		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+	}
+	// The record's digest (an image of Generate or Build; not Convert's),
+	// read back while the file is in the page cache, at the same time as
+	// the check and the sync, which wait on the disk more than the CPU.
+	if hash {
+		h := startHash(ctx, tmp.Name())
+		defer func() {
+			if !created {
+				h.cancel() // a failed or lost image is not recorded
+			}
+			if h.wait(&out) != nil && created {
+				say("%s is not in the record: hashing it failed: %v", path, h.err)
+			}
+		}()
 	}
 	if f.Check != nil {
 		report, err := f.CheckFile(tmp.File)
 		if err != nil {
-			return false, newError(CodeCheck, err, "Failed to check path: %s - error: %v", path, err)
+			return false, out, newError(CodeCheck, err, "Failed to check path: %s - error: %v", path, err)
 		}
 		if !report.OK() {
-			return false, newError(CodeCheck, nil, "Failed to check path: %s - %d errors, %d corruptions, %d leaks: %s",
+			return false, out, newError(CodeCheck, nil, "Failed to check path: %s - %d errors, %d corruptions, %d leaks: %s",
 				path, report.Errors, report.Corruptions, report.Leaks, strings.Join(report.Problems, "; "))
 		}
 		say("Checked %s: no errors were found on the image", path)
 	}
 	if err := ctx.Err(); err != nil {
-		return false, newError(CodeCreateFailed, err, "Interrupted before %s was put in place: %v", path, err)
+		return false, out, newError(CodeCreateFailed, err, "Interrupted before %s was put in place: %v", path, err)
 	}
 	published = true
 	err = tmp.Publish(overwrite, !o.noSync)
 	if errors.Is(err, output.ErrExists) {
 		say("The output image: %s was created by another run while this one worked; it is kept (use --overwrite to replace it)", path)
-		return false, nil
+		return false, out, nil
 	}
 	if err != nil {
-		return false, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
+		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
-	return true, nil
+	return true, out, nil
 }
 
 // openedInput is an input image ready to be read.
 type openedInput struct {
-	path   string
-	format string
-	file   *os.File
-	image  disk.Image
+	path    string
+	format  string
+	file    *os.File
+	image   disk.Image
+	release func() // gives the file back (closes it, unless it is shared)
 }
 
 func (in *openedInput) close() {
 	in.image.Close()
-	in.file.Close()
+	in.release()
 }
 
 // openInput resolves, verifies and opens the input image: a download is
@@ -410,14 +522,28 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 	if err != nil {
 		return nil, err
 	}
+	return openResolved(f, fileSize, func() { f.Close() }, in.Format, in.Disk, say)
+}
+
+// openResolved opens the verified input file f as an image: its format
+// from its content (which must agree with declared, when given), after the
+// safety policy. release gives f back; it is called on failure too.
+func openResolved(f *os.File, fileSize int64, release func(), declared string, ovaIndex int, say func(string, ...any)) (*openedInput, error) {
 	path := f.Name()
 	if fileSize == 0 {
-		f.Close()
+		release()
 		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: the file is empty (0 bytes): it is not a disk image", path)
 	}
-	format, report, err := detectFormat(f, fileSize, in.Format)
+	// An OVA appliance: its disk is read where it lies in the tar.
+	var src io.ReaderAt = f
+	src, fileSize, err := ovaDisk(f, fileSize, ovaIndex, say)
 	if err != nil {
-		f.Close()
+		release()
+		return nil, err
+	}
+	format, report, err := detectFormatAt(src, fileSize, path, declared)
+	if err != nil {
+		release()
 		return nil, err
 	}
 	for _, note := range report.Notes {
@@ -425,16 +551,16 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 	}
 	fmtDef, _ := disk.Lookup(format)
 	if fmtDef.Open == nil {
-		f.Close()
+		release()
 		return nil, newError(CodeLoadFailed, nil, "Failed to load path: %s - error: it is a %s image, which this version cannot read yet (it reads %s); convert it to one of those first", path, format, strings.Join(disk.ReadableFormats(), ", "))
 	}
-	img, err := fmtDef.Open(f, fileSize, disk.OpenOptions{})
+	img, err := fmtDef.Open(src, fileSize, disk.OpenOptions{})
 	if err != nil {
-		f.Close()
+		release()
 		return nil, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", path, err)
 	}
 	say("Input %s is a %s image with a virtual size of %d bytes", path, format, img.Size())
-	return &openedInput{path: path, format: format, file: f, image: img}, nil
+	return &openedInput{path: path, format: format, file: f, image: img, release: release}, nil
 }
 
 // detectFormat names the input's format from its content and applies the
@@ -443,14 +569,20 @@ func openInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 // (code 5); a polyglot, an image that refers to other files, an encrypted
 // one, one with unknown features or absurd geometry fails to load (code 2).
 func detectFormat(f *os.File, fileSize int64, declared string) (string, inspect.Report, error) {
-	rep, err := inspect.InspectAt(f, fileSize, declared, inspect.Policy{})
+	return detectFormatAt(f, fileSize, f.Name(), declared)
+}
+
+// detectFormatAt is detectFormat for an image inside a file (an OVA's
+// disk); name names it in messages.
+func detectFormatAt(r io.ReaderAt, size int64, name, declared string) (string, inspect.Report, error) {
+	rep, err := inspect.InspectAt(r, size, declared, inspect.Policy{})
 	switch {
 	case err == nil:
 		return rep.Format, rep, nil
 	case errors.Is(err, inspect.ErrMismatch):
-		return "", rep, newError(CodeInvalidAttribute, err, "Invalid input format for %s: %v", f.Name(), err)
+		return "", rep, newError(CodeInvalidAttribute, err, "Invalid input format for %s: %v", name, err)
 	default:
-		return "", rep, newError(CodeLoadFailed, err, "Failed to load path: %s - error: refusing the input image: %v", f.Name(), err)
+		return "", rep, newError(CodeLoadFailed, err, "Failed to load path: %s - error: refusing the input image: %v", name, err)
 	}
 }
 
@@ -489,7 +621,8 @@ func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *opt
 			f.Close()
 			return nil, 0, err
 		}
-		if verified && o.afterVerify != nil {
+		o.input.noteVerified(verified)
+		if verified != nil && o.afterVerify != nil {
 			o.afterVerify(path)
 		}
 	}
@@ -499,22 +632,22 @@ func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *opt
 // verifyChecksum hashes the open input file and compares the digest with
 // the one c asks for: its value, or the one its checksum file lists for
 // the file's name. verified is false when c asks for none.
-func verifyChecksum(ctx context.Context, f *os.File, size int64, path string, c *checksum.Spec, say func(string, ...any)) (verified bool, err error) {
+func verifyChecksum(ctx context.Context, f *os.File, size int64, path string, c *checksum.Spec, say func(string, ...any)) (verified *checksum.Expected, err error) {
 	want, err := expectedChecksum(ctx, c, path, say)
 	if err != nil || want == nil {
-		return false, err
+		return nil, err
 	}
 	got, err := checksum.Digest(ctx, io.NewSectionReader(f, 0, size), want.Algorithm, c.BufferSize, want.ReadBytes)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
-			return false, newError(CodeChecksum, err, "Interrupted while calculating the checksum of %s", path)
+			return nil, newError(CodeChecksum, err, "Interrupted while calculating the checksum of %s", path)
 		}
-		return false, newError(CodeChecksum, err, "Failed to calculate the checksum of %s: %v", path, err)
+		return nil, newError(CodeChecksum, err, "Failed to calculate the checksum of %s: %v", path, err)
 	}
 	if !checksum.Equal(want.Digest, got) {
-		return false, newError(CodeChecksum, nil,
+		return nil, newError(CodeChecksum, nil,
 			"The checksum of the input image: %s does not match the expected checksum: %s (%s of %s)", got, want.Digest, want.Algorithm, path)
 	}
 	say("The calculated checksum: %s matches the defined checksum: %s", got, want.Digest)
-	return true, nil
+	return want, nil
 }

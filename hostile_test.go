@@ -80,7 +80,7 @@ func TestInputRefusalCodes(t *testing.T) {
 	plain := mk("plain.qcow2", "-f", "qcow2")
 	overlay := filepath.Join(dir, "overlay.qcow2")
 	oracle.MustRun(t, "create", "-q", "-f", "qcow2", "-b", plain, "-F", "qcow2", overlay)
-	vmdk := mk("disk.vmdk", "-f", "vmdk")
+	qcow := mk("disk.qcow", "-f", "qcow")
 	flat := mk("flat.vmdk", "-f", "vmdk", "-o", "subformat=monolithicFlat")
 	tests := []struct {
 		name, path, declared string
@@ -90,7 +90,7 @@ func TestInputRefusalCodes(t *testing.T) {
 		{"qcow2 declared raw", plain, "raw", CodeInvalidAttribute, "declared as raw but the content is qcow2"},
 		{"backing file", overlay, "", CodeLoadFailed, "overlay on the backing file"},
 		{"vmdk descriptor file", flat, "", CodeLoadFailed, `names "flat-flat.vmdk"`},
-		{"safe vmdk, not readable yet", vmdk, "", CodeLoadFailed, "cannot read yet"},
+		{"safe qcow (version 1), not readable yet", qcow, "", CodeLoadFailed, "cannot read yet"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -47,11 +47,14 @@ func pullInput(ctx context.Context, in *Input, cacheDir, image string, o *option
 			return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: %v", res.Path, err)
 		}
 		if c := in.Checksum; c != nil {
-			if _, err := verifyChecksum(ctx, res.File, st.Size(), res.Member, c, say); err != nil {
+			verified, err := verifyChecksum(ctx, res.File, st.Size(), res.Member, c, say)
+			if err != nil {
 				res.File.Close()
 				return nil, 0, err
 			}
+			o.input.noteVerified(verified)
 		}
+		o.input.rec.OCI = source
 		return res.File, st.Size(), nil
 	}
 	return nil, 0, newError(CodeLoadFailed, fetch.ErrNoMember,

@@ -3,7 +3,9 @@ package genvm
 import (
 	"net/http"
 
+	"github.com/ucphhpc/gen-vm-image-go/convert"
 	"github.com/ucphhpc/gen-vm-image-go/fetch"
+	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 	"github.com/ucphhpc/gen-vm-image-go/publish/oci"
 )
 
@@ -11,8 +13,11 @@ type options struct {
 	progress func(Event)
 	noSync   bool
 	download []fetch.Option // download limits; none: fetch's defaults
+	lockMode LockMode       // how the record's lock is taken (the cache's is in download)
 	cacheDir string         // "": fetch.DefaultCacheDir()
 	failFast bool
+	jobs     int           // images built at once by Build; 0: the cores
+	pool     *convert.Pool // the conversion workers a build's images share
 	// insecureRegistry allows registries over plain HTTP; registryTransport,
 	// when set, carries registry requests.
 	insecureRegistry  bool
@@ -22,6 +27,15 @@ type options struct {
 	// afterVerify, for tests, runs between an input's checksum and its
 	// use.
 	afterVerify func(path string)
+	// input gathers, while one image is generated, what the record says of
+	// its input (nil outside generate).
+	input *inputNote
+	// noSpaceCheck: Build starts even when its images clearly cannot fit;
+	// freeSpace, when set, replaces the file system's answer (tests).
+	noSpaceCheck bool
+	freeSpace    func(dir string) (int64, bool)
+	// key is the image's key in a build, for the record ("": its name).
+	key string
 }
 
 // Option says how Generate, Build, Convert and Push run (see "Specs and
@@ -37,7 +51,8 @@ func newOptions(opts []Option) *options {
 }
 
 // WithProgress has fn called with progress events. fn must be quick; it is
-// called from the goroutine doing the work.
+// called from the goroutine doing the work: in a Build, from several at
+// once (Event.Index tells the images apart).
 func WithProgress(fn func(Event)) Option { return func(o *options) { o.progress = fn } }
 
 // WithoutSync skips the fsync that makes each image durable before it is
@@ -59,6 +74,36 @@ func WithMaxDownloadSize(n int64) Option {
 // download fails.
 func WithMinDownloadRate(n int64) Option {
 	return func(o *options) { o.download = append(o.download, fetch.WithMinRate(n, 0)) }
+}
+
+// LockMode is how processes sharing a download cache (and, on a shared
+// file system, the tasks of a job array on several nodes) take turns:
+// LockAuto (flock, or O_EXCL lock files with stale-lock takeover on NFS,
+// Lustre, CephFS, GPFS, BeeGFS and SMB), LockFlock or LockFile.
+type LockMode = filelock.Mode
+
+const (
+	LockAuto  = filelock.Auto
+	LockFlock = filelock.Flock
+	LockFile  = filelock.Exclusive
+)
+
+// ParseLockMode reads a LockMode as GVI_LOCK_MODE spells it: auto, flock
+// or file.
+func ParseLockMode(s string) (LockMode, error) {
+	m, err := filelock.ParseMode(s)
+	if err != nil {
+		return m, Errorf(CodeInvalidAttribute, err, "Invalid GVI_LOCK_MODE: %v", err)
+	}
+	return m, nil
+}
+
+// WithLockMode sets how the download cache is locked (default LockAuto).
+func WithLockMode(m LockMode) Option {
+	return func(o *options) {
+		o.lockMode = m
+		o.download = append(o.download, fetch.WithLockMode(m))
+	}
 }
 
 // WithCacheDir keeps downloaded inputs in dir instead of
@@ -106,4 +151,16 @@ func (o *options) emit(e Event) {
 		e.Index, e.Count = o.index, o.count
 		o.progress(e)
 	}
+}
+
+// WithoutSpaceCheck lets Build start when the images it would build
+// clearly cannot fit in the output directory's free space (see Plan),
+// which it otherwise refuses (code 3) before anything is written.
+func WithoutSpaceCheck() Option { return func(o *options) { o.noSpaceCheck = true } }
+
+// WithFreeSpace has Build and Plan take the free space of a directory from
+// fn instead of the file system (to test, or to keep a margin); fn returns
+// false when it cannot tell.
+func WithFreeSpace(fn func(dir string) (int64, bool)) Option {
+	return func(o *options) { o.freeSpace = fn }
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
 	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 	"github.com/ucphhpc/gen-vm-image-go/internal/registrytest"
+	"github.com/ucphhpc/gen-vm-image-go/record"
 )
 
 // isolateCredentials keeps the tests away from the user's Docker
@@ -174,6 +175,17 @@ func TestBuildPush(t *testing.T) {
 	}
 	if !strings.Contains(res.Summary, "pushed them to "+prefix) {
 		t.Errorf("summary %q", res.Summary)
+	}
+	// The record says where each image went.
+	m, err := record.Read(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, im := range res.Images {
+		e := m.Lookup(filepath.Base(im.Path))
+		if e == nil || e.Pushed == nil || e.Pushed.Reference != im.Pushed.Reference || e.Pushed.Digest != im.Pushed.Digest {
+			t.Errorf("%s: the record has %+v", im.Key, e)
+		}
 	}
 	// Kept images are pushed too, to the same digests.
 	res2, err := Build(ctx, BuildSpec{Architecture: a, OutputDirectory: dir, Push: prefix}, WithInsecureRegistry())

@@ -13,6 +13,7 @@
 //	      url: <url> | [<url>...]  # a list gives mirrors, tried in order
 //	      oci: <reference>         # a KubeVirt containerDisk: REGISTRY/REPO:TAG or @sha256:...
 //	      format: <string>         # optional
+//	      disk: <int>              # optional, an OVA's disk (1: the first its OVF lists)
 //	      checksum:                # optional
 //	        type: <hashlib name>   # required with value; with file, optional
 //	        value: <hex>           # exactly one of value and file
@@ -91,7 +92,10 @@ type Input struct {
 	OCI      string
 	Format   string // as declared; "" when absent
 	Checksum *Checksum
-	Line     int // line of the input key
+	// Disk picks the disk of an OVA appliance (disk: N, from 1); 0 when
+	// absent (the first disk its OVF lists).
+	Disk int
+	Line int // line of the input key
 }
 
 // Checksum is how an input is verified, as written (BufferSize is

@@ -317,6 +317,8 @@ func TestProblems(t *testing.T) {
 		{"input neither", image(nameSize + "    input:\n      format: raw\n"), Problem{6, 5, "images.img.input", `needs a "path", a "url" or an "oci"`, Missing}},
 		{"input path a list", image(nameSize + "    input:\n      path: [a]\n"), Problem{7, 13, "images.img.input.path", "must be a string, got a list", Invalid}},
 		{"input path empty", image(nameSize + "    input:\n      path: ''\n"), Problem{7, 13, "images.img.input.path", "is empty", Missing}},
+		{"input disk zero", image(nameSize + "    input:\n      path: a.ova\n      disk: 0\n"), Problem{8, 13, "images.img.input.disk", "must be a positive integer, got 0", Invalid}},
+		{"input disk a string", image(nameSize + "    input:\n      path: a.ova\n      disk: two\n"), Problem{8, 13, "images.img.input.disk", `must be a positive integer, got a string ("two")`, Invalid}},
 		{"url not http", image(nameSize + "    input:\n      url: ftp://x/y\n"), Problem{7, 12, "images.img.input.url", `"ftp://x/y" is not an http or https URL`, Invalid}},
 		{"url no host", image(nameSize + "    input:\n      url: https:///y\n"), Problem{7, 12, "images.img.input.url", `"https:///y" is not an http or https URL`, Invalid}},
 		{"url a mapping", image(nameSize + "    input:\n      url: {a: b}\n"), Problem{7, 12, "images.img.input.url", "must be a string, got a mapping", Invalid}},
@@ -605,5 +607,16 @@ func TestOutputName(t *testing.T) {
 		if got := OutputName(tc.name, tc.version, tc.format); got != tc.want {
 			t.Errorf("OutputName(%q, %q, %q) = %q, want %q", tc.name, tc.version, tc.format, got, tc.want)
 		}
+	}
+}
+
+func TestInputDisk(t *testing.T) {
+	a, err := Parse([]byte(image("    name: n\n    size: 1G\n    input:\n      path: a.ova\n      disk: 2\n")), "f.yml")
+	if err != nil || a.Images[0].Input.Disk != 2 {
+		t.Fatalf("disk: 2: %v %+v", err, a)
+	}
+	a, err = Parse([]byte(image("    name: n\n    size: 1G\n    input:\n      path: a.ova\n      disks: 2\n")), "f.yml")
+	if err != nil || len(a.Warnings) != 1 || !strings.Contains(a.Warnings[0], `unknown key "disks" ignored; did you mean "disk"?`) {
+		t.Fatalf("disks: 2: %v %q", err, a.Warnings)
 	}
 }

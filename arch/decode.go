@@ -287,8 +287,12 @@ func (p *parser) input(e entry, path string) *Input {
 			}
 		case "checksum":
 			in.Checksum = p.checksum(f, fpath)
+		case "disk":
+			if v, ok := p.positiveInt(f.value, fpath, 1<<16); ok {
+				in.Disk = int(v)
+			}
 		default:
-			p.unknownKey(f.key, path, f.name, "path", "url", "oci", "format", "checksum")
+			p.unknownKey(f.key, path, f.name, "path", "url", "oci", "format", "checksum", "disk")
 		}
 	}
 	switch {

@@ -4,7 +4,8 @@
 // parallel and find the zero blocks inside them; the caller's goroutine
 // writes the results in virtual order, so the writer can allocate its host
 // clusters sequentially. Memory is bounded by Workers and Depth, never by
-// the image size.
+// the image size. A destination that compresses (a disk.Compressor) gets
+// whole units compressed on every core and stored in order (compress.go).
 package convert
 
 import (
@@ -50,12 +51,17 @@ type Options struct {
 	ZeroBlock int64
 	// Progress, when set, is called from the writing goroutine.
 	Progress func(Progress)
+	// Pool, when set, reads the chunks instead of workers of this copy's
+	// own, and bounds their memory with the other copies that share it;
+	// Workers is then the pool's.
+	Pool *Pool
 }
 
 // Stats says what a copy did.
 type Stats struct {
 	BytesRead    int64 // data bytes read from the source
-	BytesWritten int64 // bytes handed to the destination
+	BytesWritten int64 // bytes handed to the destination (virtual bytes, when compressed)
+	BytesStored  int64 // bytes the destination stored for them, when it compresses
 	ZeroSkipped  int64 // virtual bytes never written because they are zero
 }
 
@@ -66,6 +72,7 @@ type chunk struct {
 	done   chan struct{}
 	// zeroOnly: nothing to read; only advances progress to off+n.
 	zeroOnly bool
+	reserved int64 // bytes of the pool's budget held until written
 }
 
 // DefaultChunkSize is small enough that a chunk is still in the CPU's
@@ -107,6 +114,9 @@ func plan(src disk.Image, opt Options, zeroBlock int64) (chunkSize int64, worker
 
 	limit := max(2, int(maxInFlight/chunkSize))
 	workers = opt.Workers
+	if opt.Pool != nil {
+		workers = opt.Pool.Workers()
+	}
 	if workers <= 0 {
 		workers = min(runtime.GOMAXPROCS(0), limit, maxWorkers)
 	}
@@ -126,11 +136,15 @@ const extentWindow = 1 << 30
 
 // Copy writes the first opt.Length bytes of src into dst, which must read as
 // zeros where nothing is written (a freshly created image). Zero runs are
-// never written.
+// never written. When dst is a disk.Compressor, the data is compressed in
+// its units, on every core, and stored in offset order.
 func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (Stats, error) {
 	total := src.Size()
 	if opt.Length > 0 && opt.Length < total {
 		total = opt.Length
+	}
+	if c, ok := dst.(disk.Compressor); ok {
+		return copyCompressed(ctx, c, src, total, opt)
 	}
 	zeroBlock := opt.ZeroBlock
 	if zeroBlock <= 0 {
@@ -142,31 +156,26 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 	defer cancel()
 
 	pool := sync.Pool{New: func() any { b := make([]byte, chunkSize); return &b }}
-	jobs := make(chan *chunk, depth)
 	ordered := make(chan *chunk, depth)
-
-	// Workers: read each chunk into a pooled buffer.
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for c := range jobs {
-				if ctx.Err() == nil {
-					bp := pool.Get().(*[]byte)
-					c.buf = (*bp)[:c.n]
-					c.err = readFull(src, c.buf, c.off)
-				}
-				close(c.done)
-			}
-		}()
+	workerPool := opt.Pool
+	if workerPool == nil {
+		workerPool = NewPool(workers, 0)
+		defer workerPool.Close()
+	}
+	// read is a worker's task: read a chunk into a pooled buffer.
+	read := func(c *chunk) {
+		if ctx.Err() == nil {
+			bp := pool.Get().(*[]byte)
+			c.buf = (*bp)[:c.n]
+			c.err = readFull(src, c.buf, c.off)
+		}
+		close(c.done)
 	}
 
 	// Producer: walk the extents, cut data into chunks, in order.
 	var produceErr error
 	go func() {
 		defer close(ordered)
-		defer close(jobs)
 		for win := int64(0); win < total; win += extentWindow {
 			n := min(extentWindow, total-win)
 			exts, err := src.Extents(win, n)
@@ -189,14 +198,16 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 					// Cut at chunk-aligned boundaries so writes stay aligned.
 					next := min((off/chunkSize+1)*chunkSize, e.End())
 					c := &chunk{off: off, n: next - off, done: make(chan struct{})}
-					select {
-					case ordered <- c:
-					case <-ctx.Done():
+					if c.reserved, err = workerPool.reserve(ctx, c.n); err != nil {
 						return
 					}
 					select {
-					case jobs <- c:
+					case ordered <- c:
 					case <-ctx.Done():
+						workerPool.unreserve(c.reserved)
+						return
+					}
+					if !workerPool.run(ctx, func() { read(c) }) {
 						close(c.done)
 						return
 					}
@@ -206,34 +217,7 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 		}
 	}()
 
-	// The map of the whole source, read beside the copy, tells how much
-	// data there is, so that progress can say how long is left.
-	var dataTotal atomic.Int64
-	dataTotal.Store(-1)
-	mapped := make(chan struct{})
-	if opt.Progress != nil {
-		go func() {
-			defer close(mapped)
-			var sum int64
-			for win := int64(0); win < total; win += extentWindow {
-				if ctx.Err() != nil {
-					return
-				}
-				exts, err := src.Extents(win, min(extentWindow, total-win))
-				if err != nil {
-					return // the copy reports it
-				}
-				for _, e := range exts {
-					if !e.Zero {
-						sum += e.Length
-					}
-				}
-			}
-			dataTotal.Store(sum)
-		}()
-	} else {
-		close(mapped)
-	}
+	dataTotal, mapped := mapData(ctx, src, total, opt.Progress != nil)
 
 	var st Stats
 	var err error
@@ -260,6 +244,7 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 			pool.Put(&b)
 			c.buf = nil
 		}
+		workerPool.unreserve(c.reserved)
 		if err != nil {
 			cancel()
 			continue // drain so the producer and workers can finish
@@ -272,7 +257,6 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 			opt.Progress(Progress{Done: done, Total: total, Data: data, DataTotal: dataTotal.Load()})
 		}
 	}
-	wg.Wait()
 	cancel() // the map need not be finished
 	<-mapped
 	if err == nil {
@@ -282,6 +266,39 @@ func Copy(ctx context.Context, dst disk.Writer, src disk.Image, opt Options) (St
 		err = fmt.Errorf("convert: the source's map covered %d of %d bytes", done, total)
 	}
 	return st, err
+}
+
+// mapData reads the map of the whole source beside the copy, when progress
+// is wanted, to tell how much data there is and so how long is left: -1
+// until it is known. mapped is closed when it is done or cancelled.
+func mapData(ctx context.Context, src disk.Image, total int64, wanted bool) (dataTotal *atomic.Int64, mapped chan struct{}) {
+	dataTotal = new(atomic.Int64)
+	dataTotal.Store(-1)
+	mapped = make(chan struct{})
+	if !wanted {
+		close(mapped)
+		return dataTotal, mapped
+	}
+	go func() {
+		defer close(mapped)
+		var sum int64
+		for win := int64(0); win < total; win += extentWindow {
+			if ctx.Err() != nil {
+				return
+			}
+			exts, err := src.Extents(win, min(extentWindow, total-win))
+			if err != nil {
+				return // the copy reports it
+			}
+			for _, e := range exts {
+				if !e.Zero {
+					sum += e.Length
+				}
+			}
+		}
+		dataTotal.Store(sum)
+	}()
+	return dataTotal, mapped
 }
 
 // SourceError is a failure to read the source image (a malformed or

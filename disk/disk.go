@@ -62,7 +62,10 @@ type Info struct {
 	BackingFormat string
 	Encrypted     bool
 	Dirty         bool // not closed cleanly
-	Snapshots     int  // internal snapshots
+	// NoDirtyFlag: qemu-img info prints no dirty-flag for the format (its
+	// driver reports none: Parallels).
+	NoDirtyFlag bool
+	Snapshots   int // internal snapshots
 	// Specific is what only this format has: qemu-img info's "Format
 	// specific information". Nil where the format has nothing to add.
 	Specific *Specific
@@ -155,3 +158,8 @@ var (
 	// ErrShrink: a resize below the current size without allowShrink.
 	ErrShrink = errors.New("shrinking would discard data")
 )
+
+// FileName is a Field value that stands for the name of the image's file,
+// which the format does not know: the renderer puts the name in its place
+// (qemu-img info names the file of each VMDK extent).
+type FileName struct{}

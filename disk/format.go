@@ -36,6 +36,10 @@ type CreateOptions struct {
 // writers need a file to truncate and extend.
 type Format struct {
 	Name string
+	// Aliases are other names the format answers to on the command line
+	// and in architecture files ("vhd" for vpc); Lookup resolves them to
+	// the format, whose Name stays the one reports use.
+	Aliases []string
 	// Sniff reports whether the content is this format. It reads at most a
 	// few sectors at the start and end of r, whose total length is size.
 	Sniff func(r io.ReaderAt, size int64) bool
@@ -88,7 +92,8 @@ type Format struct {
 var registry = struct {
 	sync.RWMutex
 	formats map[string]Format
-}{formats: map[string]Format{}}
+	aliases map[string]string // alias -> name
+}{formats: map[string]Format{}, aliases: map[string]string{}}
 
 // Register adds a format to the table. Registering a name twice, or a
 // format without a name, a Sniff, or with a Create but no BlockSize panics:
@@ -104,18 +109,40 @@ func Register(f Format) {
 	}
 	registry.Lock()
 	defer registry.Unlock()
-	if _, dup := registry.formats[f.Name]; dup {
+	if _, dup := registry.formats[f.Name]; dup || registry.aliases[f.Name] != "" {
 		panic("disk: format registered twice: " + f.Name)
+	}
+	for _, a := range f.Aliases {
+		if _, dup := registry.formats[a]; dup || registry.aliases[a] != "" || a == f.Name {
+			panic("disk: format alias registered twice: " + a)
+		}
+		registry.aliases[a] = f.Name
 	}
 	registry.formats[f.Name] = f
 }
 
-// Lookup returns the format registered under name.
+// Lookup returns the format registered under name or under an alias of
+// it.
 func Lookup(name string) (Format, bool) {
 	registry.RLock()
 	defer registry.RUnlock()
+	if real, ok := registry.aliases[name]; ok {
+		name = real
+	}
 	f, ok := registry.formats[name]
 	return f, ok
+}
+
+// WithAliases returns names followed by the aliases of the formats they
+// name: every spelling a user may give for one of them.
+func WithAliases(names []string) []string {
+	out := slices.Clone(names)
+	for _, n := range names {
+		if f, ok := Lookup(n); ok {
+			out = append(out, f.Aliases...)
+		}
+	}
+	return out
 }
 
 // Formats returns every registered format, sorted by name.

@@ -15,12 +15,12 @@ import (
 func withRegistry(t *testing.T) {
 	t.Helper()
 	registry.Lock()
-	saved := registry.formats
-	registry.formats = map[string]Format{}
+	saved, savedAliases := registry.formats, registry.aliases
+	registry.formats, registry.aliases = map[string]Format{}, map[string]string{}
 	registry.Unlock()
 	t.Cleanup(func() {
 		registry.Lock()
-		registry.formats = saved
+		registry.formats, registry.aliases = saved, savedAliases
 		registry.Unlock()
 	})
 }
@@ -143,5 +143,34 @@ func TestDetectWithoutGeneric(t *testing.T) {
 	Register(Format{Name: "alpha", Sniff: magic("ALPHA")})
 	if name, err := Detect(strings.NewReader("nothing"), 7); !errors.Is(err, ErrFormat) {
 		t.Fatalf("Detect = %q, %v; want ErrFormat", name, err)
+	}
+}
+
+// TestAliases: Lookup resolves an alias to its format, which keeps its
+// name; WithAliases adds the aliases of the formats named; an alias that
+// is already a name or an alias is a programming error.
+func TestAliases(t *testing.T) {
+	withRegistry(t)
+	Register(Format{Name: "vpc", Aliases: []string{"vhd"}, Sniff: magic("conectix")})
+	Register(Format{Name: "raw", Sniff: magic("")})
+	if f, ok := Lookup("vhd"); !ok || f.Name != "vpc" {
+		t.Fatalf("Lookup(vhd) = %q, %v", f.Name, ok)
+	}
+	if got := WithAliases([]string{"raw", "vpc"}); !slices.Equal(got, []string{"raw", "vpc", "vhd"}) {
+		t.Fatalf("WithAliases = %v", got)
+	}
+	for _, f := range []Format{
+		{Name: "vhd", Sniff: magic("x")},
+		{Name: "other", Aliases: []string{"vhd"}, Sniff: magic("x")},
+		{Name: "other2", Aliases: []string{"raw"}, Sniff: magic("x")},
+	} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Register(%+v) did not panic", f)
+				}
+			}()
+			Register(f)
+		}()
 	}
 }

@@ -31,7 +31,9 @@ type Option struct {
 //   - Compress turns the unit of virtual data at off (a multiple of the
 //     unit; the last unit of an image may be short) into the bytes the
 //     file stores for it. It is safe for concurrent use and its result
-//     depends on its arguments only, so that outputs are reproducible;
+//     depends on its arguments only, so that outputs are reproducible.
+//     The result may be unit itself: the converter leaves unit unchanged
+//     until WriteStored has returned;
 //   - WriteStored appends what Compress returned, in increasing offset
 //     order, from one goroutine. Units of zeros are never passed: they
 //     read as zeros without being stored.

@@ -42,6 +42,7 @@ import (
 	"time"
 
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
+	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 	"github.com/ucphhpc/gen-vm-image-go/internal/location"
 )
 
@@ -74,9 +75,12 @@ type Result struct {
 	Digest      string // the verified digest of the published file, lowercase hex
 	Compression string // "gzip", "xz", "bzip2", "zstd" or ""
 	Size        int64  // bytes as published
-	CacheHit    bool   // no download was needed
-	Member      string // FetchLayer: the file's name in the layer (disk/NAME)
-	Messages    []string
+	// SHA256 is the download's SHA-256 as published, lowercase hex:
+	// always computed, whatever checksum was asked for (Fetch only).
+	SHA256   string
+	CacheHit bool   // no download was needed
+	Member   string // FetchLayer: the file's name in the layer (disk/NAME)
+	Messages []string
 }
 
 // Progress is reported while a download runs.
@@ -103,6 +107,13 @@ type options struct {
 	minRate     int64         // bytes per second over rateWindow; 0: no minimum
 	rateWindow  time.Duration // how long a download may stay below minRate
 	messages    *[]string
+	lockMode    filelock.Mode
+}
+
+// lock takes the cache's lock on name (the URL's or the file's), calling
+// waiting once when another process holds it.
+func (o *options) lock(ctx context.Context, name string, waiting func()) (*filelock.Lock, error) {
+	return filelock.Acquire(ctx, name, filelock.Options{Mode: o.lockMode, Waiting: waiting})
 }
 
 // Defaults.
@@ -132,6 +143,11 @@ const (
 // WithHTTPClient uses c instead of the default client (to trust another CA,
 // say). Its Timeout should be 0: the idle timeout is applied per read.
 func WithHTTPClient(c *http.Client) Option { return func(o *options) { o.client = c } }
+
+// WithLockMode chooses how processes sharing the cache take turns on an
+// entry (default filelock.Auto: flock, or lock files on a shared file
+// system whose flock may be local to a node).
+func WithLockMode(m filelock.Mode) Option { return func(o *options) { o.lockMode = m } }
 
 // WithProgress has fn called as bytes arrive; it must be quick.
 func WithProgress(fn func(Progress)) Option { return func(o *options) { o.progress = fn } }
@@ -328,7 +344,7 @@ func fileNames(urls []string) []string {
 // fetchURL gets one URL: from the cache when it may, else by downloading.
 // It holds the URL's lock throughout.
 func fetchURL(ctx context.Context, o *options, e entry, want *checksum.Expected, res *Result) error {
-	lock, err := lockFile(ctx, e.lock(), func() {
+	lock, err := o.lock(ctx, e.lock(), func() {
 		o.say("Waiting for another gen-vm-image that is downloading %s", e.url)
 	})
 	if err != nil {
@@ -337,7 +353,7 @@ func fetchURL(ctx context.Context, o *options, e entry, want *checksum.Expected,
 		}
 		return newError(KindCache, e.url, err, "Failed to lock the download cache for %s: %v", e.url, err)
 	}
-	defer lock.unlock()
+	defer lock.Release()
 
 	var first *reply
 	if m := e.loadMeta(); m != nil {
@@ -364,7 +380,7 @@ func cachedCopy(ctx context.Context, o *options, e entry, want *checksum.Expecte
 	if _, err := os.Lstat(e.meta()); err != nil {
 		return false, nil
 	}
-	lock, err := lockFile(ctx, e.lock(), func() {
+	lock, err := o.lock(ctx, e.lock(), func() {
 		o.say("Waiting for another gen-vm-image that is downloading %s", e.url)
 	})
 	if err != nil {
@@ -373,7 +389,7 @@ func cachedCopy(ctx context.Context, o *options, e entry, want *checksum.Expecte
 		}
 		return false, nil
 	}
-	defer lock.unlock()
+	defer lock.Release()
 	m := e.loadMeta()
 	if m == nil {
 		return false, nil

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/crypto/blake2s"
 
 	"github.com/ucphhpc/gen-vm-image-go/checksum"
+	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 )
 
 // payload is a test file: random data, then zeros (so that decompressed
@@ -419,7 +420,15 @@ func TestStalledServerResumes(t *testing.T) {
 	}
 }
 
+// Two fetches of one URL download it once, with either kind of lock (the
+// lock files are what tasks on several nodes sharing a cache use).
 func TestConcurrentFetches(t *testing.T) {
+	for _, mode := range []filelock.Mode{filelock.Auto, filelock.Exclusive} {
+		t.Run(mode.String(), func(t *testing.T) { testConcurrentFetches(t, mode) })
+	}
+}
+
+func testConcurrentFetches(t *testing.T, mode filelock.Mode) {
 	data := payload(1 << 20)
 	srv := newServer(t, func(w http.ResponseWriter, r *http.Request, n int) {
 		w.Header().Set("Content-Length", strconv.Itoa(len(data)))
@@ -434,7 +443,7 @@ func TestConcurrentFetches(t *testing.T) {
 	results := make([]*Result, 2)
 	errs := make([]error, 2)
 	for i := range 2 {
-		wg.Go(func() { results[i], errs[i] = Fetch(context.Background(), req, fast()...) })
+		wg.Go(func() { results[i], errs[i] = Fetch(context.Background(), req, append(fast(), WithLockMode(mode))...) })
 	}
 	wg.Wait()
 	hits, waited := 0, 0

@@ -110,7 +110,7 @@ func fetchLayer(ctx context.Context, req LayerRequest, o *options, res *Result) 
 		return newError(KindCache, req.Source, err, "Refusing the download cache %s: %v", layers, err)
 	}
 	e := entry{url: req.Digest, base: filepath.Join(layers, hexDigest)}
-	lock, err := lockFile(ctx, e.lock(), func() {
+	lock, err := o.lock(ctx, e.lock(), func() {
 		o.say("Waiting for another gen-vm-image that is pulling the layer %s", req.Digest)
 	})
 	if err != nil {
@@ -119,7 +119,7 @@ func fetchLayer(ctx context.Context, req LayerRequest, o *options, res *Result) 
 		}
 		return newError(KindCache, req.Source, err, "Failed to lock the download cache for the layer %s: %v", req.Digest, err)
 	}
-	defer lock.unlock()
+	defer lock.Release()
 	if hit, err := reuseLayer(ctx, o, e, req, res); hit || err != nil {
 		return err
 	}

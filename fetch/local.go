@@ -74,14 +74,14 @@ func decompressLocal(ctx context.Context, f *os.File, cacheDir string, o *option
 		key += "-" + name
 	}
 	e := entry{url: abs, base: filepath.Join(dir, key)}
-	lock, err := lockFile(ctx, e.lock(), func() { o.say("Waiting for another gen-vm-image that is decompressing %s", abs) })
+	lock, err := o.lock(ctx, e.lock(), func() { o.say("Waiting for another gen-vm-image that is decompressing %s", abs) })
 	if err != nil {
 		if ctx.Err() != nil {
 			return newError(KindCache, abs, errors.Join(ErrInterrupted, err), "Interrupted while waiting to decompress %s", abs)
 		}
 		return newError(KindCache, abs, err, "Failed to lock the cache for %s: %v", abs, err)
 	}
-	defer lock.unlock()
+	defer lock.Release()
 
 	want := localMeta{Path: abs, Size: st.Size(), ModTime: st.ModTime().UTC(), Compression: kind}
 	if hit, err := reuseLocal(ctx, o, e, want, res); hit || err != nil {

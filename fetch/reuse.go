@@ -153,7 +153,7 @@ func hashDownload(ctx context.Context, f *os.File, size int64, want *checksum.Ex
 // fillResult fills res from a complete entry whose image file is open.
 func fillResult(res *Result, e entry, m *entryMeta, path string, file *os.File, want *checksum.Expected, digest string, hit bool) {
 	*res = Result{Path: path, File: file, Published: e.download(), URL: e.url, Compression: m.Compression,
-		Size: m.Size, CacheHit: hit, Messages: res.Messages}
+		Size: m.Size, SHA256: m.SHA256, CacheHit: hit, Messages: res.Messages}
 	if want != nil {
 		res.Algorithm, res.Digest = want.Algorithm, digest
 	}

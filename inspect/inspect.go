@@ -137,6 +137,9 @@ func Detect(r io.ReaderAt, size int64, declared string) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	if f, known := disk.Lookup(declared); known {
+		declared = f.Name // an alias: "vhd" is vpc
+	}
 	if declared != "" && declared != format {
 		if _, known := disk.Lookup(declared); !known {
 			return "", fmt.Errorf("%w: the declared format %q is not a format we know (this version reads %s); the content is %s",

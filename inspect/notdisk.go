@@ -40,7 +40,10 @@ func notADisk(r io.ReaderAt, size int64) string {
 		return "an HTML page (a directory listing, a login or an error page?)"
 	case len(head) >= 262 && bytes.Equal(head[257:262], []byte("ustar")):
 		if bytes.HasSuffix(bytes.TrimRight(head[:100], "\x00"), []byte(".ovf")) {
-			return "an OVA appliance (a tar of an OVF descriptor and its disks), which this version cannot read yet: extract its disk and give that"
+			// single, convert and multiple read an OVA's disk in place
+			// (package ova) before inspecting it; the appliance as a whole
+			// is not one image.
+			return "an OVA appliance (a tar of an OVF descriptor and its disks), not one disk image: give it as the input of single, convert or multiple, which read its disk in place (input.disk / --input-disk picks one)"
 		}
 		return "a tar archive"
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")):

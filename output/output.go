@@ -14,7 +14,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
+	"github.com/ucphhpc/gen-vm-image-go/internal/filelock"
 	"github.com/ucphhpc/gen-vm-image-go/internal/safefile"
 )
 
@@ -150,18 +152,30 @@ func IsTemp(name string) bool {
 	return strings.HasPrefix(name, ".") && i > 0 && len(name)-i-len(tempMarker) == 12
 }
 
+// sharedAbandonedAge: on a shared file system, whose flock may be local
+// to a node, a temporary file is taken for abandoned only when, besides
+// its lock being free here, nobody has written it for this long; a
+// writer on another node writes continuously.
+const sharedAbandonedAge = time.Hour
+
 // CleanAbandoned removes the temporary files in dir whose writers are
 // gone, and returns their names. A file whose lock is held (a run still
 // writing it, in this process or another, on this host or, where the file
-// system shares locks, another) is left alone.
+// system shares locks, another) is left alone; on a shared file system
+// (NFS, Lustre, CephFS, ...), where another node's lock may not be seen,
+// so is one written in the last hour.
 func CleanAbandoned(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
+	shared := filelock.ModeFor(filepath.Join(dir, "x")) == filelock.Exclusive
 	var removed []string
 	for _, e := range entries {
 		if !IsTemp(e.Name()) {
+			continue
+		}
+		if info, err := e.Info(); shared && (err != nil || time.Since(info.ModTime()) < sharedAbandonedAge) {
 			continue
 		}
 		name := filepath.Join(dir, e.Name())

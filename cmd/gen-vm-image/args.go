@@ -201,6 +201,9 @@ func writableFormats(markDefault bool) string {
 		if markDefault && n == arch.DefaultFormat {
 			names[i] += " (default)"
 		}
+		if f, _ := disk.Lookup(n); len(f.Aliases) > 0 {
+			names[i] += " (also " + strings.Join(f.Aliases, ", ") + ")"
+		}
 	}
 	if len(names) < 2 {
 		return strings.Join(names, "")

@@ -18,6 +18,7 @@ import (
 
 	"github.com/ucphhpc/gen-vm-image-go/internal/oracle"
 	"github.com/ucphhpc/gen-vm-image-go/output"
+	"github.com/ucphhpc/gen-vm-image-go/record"
 )
 
 // throttledServer serves files at about rate bytes per second, so that a
@@ -149,7 +150,7 @@ images:
 		{
 			entries, _ := os.ReadDir(out)
 			for _, e := range entries {
-				if strings.HasPrefix(e.Name(), ".") {
+				if strings.HasPrefix(e.Name(), ".") || e.Name() == record.SumsName || e.Name() == record.ManifestName {
 					continue
 				}
 				path := filepath.Join(out, e.Name())
@@ -167,6 +168,16 @@ images:
 					if _, stderr, code := oracle.Run(t, "compare", "-f", in[1], "-F", format, in[0], path); code != 0 {
 						t.Fatalf("%s: %s differs from its input %s: %s", when, path, in[0], stderr)
 					}
+				}
+			}
+			// The record never vouches for a file that is not the one it
+			// says (this test removes images behind its back: those the
+			// next run's record drops).
+			if _, err := os.Stat(filepath.Join(out, record.SumsName)); err == nil {
+				cmd := exec.Command("sha256sum", "-c", "--quiet", "--ignore-missing", record.SumsName)
+				cmd.Dir = out
+				if b, err := cmd.CombinedOutput(); err != nil {
+					t.Fatalf("%s: sha256sum -c in %s: %v\n%s", when, out, err, b)
 				}
 			}
 			if got, _ := os.ReadFile(filepath.Join(out, "keep.qcow2")); !bytes.Equal(got, sentinels[out]) {

@@ -54,11 +54,11 @@ func words(kind string) []string {
 	case completeFormat:
 		var names []string
 		for _, f := range disk.Formats() {
-			names = append(names, f.Name)
+			names = append(append(names, f.Name), f.Aliases...)
 		}
 		return names
 	case completeWritable:
-		return disk.WritableFormats()
+		return disk.WithAliases(disk.WritableFormats())
 	case completeAlgorithm:
 		return checksum.Names()
 	case completeShell:

@@ -139,7 +139,10 @@ func runCheck(ctx context.Context, e env, p *parsed) int {
 				fmt.Fprintf(e.stdout, "\n%d leaked clusters were found on the image.\nThis means waste of disk space, but no harm to data.\n", report.Leaks)
 			}
 		}
-		if report.TotalClusters > 0 {
+		// As qemu-img check prints them: the statistics only when some cluster
+		// is allocated, the end offset whenever the format has one (an empty
+		// Parallels image has one; QED has none).
+		if report.TotalClusters > 0 && report.AllocatedClusters > 0 {
 			pct := func(n int64) float64 { return float64(n) * 100 / float64(max(report.TotalClusters, 1)) }
 			alloc := float64(0)
 			if report.AllocatedClusters > 0 {
@@ -149,8 +152,11 @@ func runCheck(ctx context.Context, e env, p *parsed) int {
 			if report.AllocatedClusters > 0 {
 				comp = 100 * float64(report.CompressedClusters) / float64(report.AllocatedClusters)
 			}
-			fmt.Fprintf(e.stdout, "%d/%d = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\nImage end offset: %d\n",
-				report.AllocatedClusters, report.TotalClusters, pct(report.AllocatedClusters), alloc, comp, report.ImageEndOffset)
+			fmt.Fprintf(e.stdout, "%d/%d = %.2f%% allocated, %.2f%% fragmented, %.2f%% compressed clusters\n",
+				report.AllocatedClusters, report.TotalClusters, pct(report.AllocatedClusters), alloc, comp)
+		}
+		if report.ImageEndOffset > 0 {
+			fmt.Fprintf(e.stdout, "Image end offset: %d\n", report.ImageEndOffset)
 		}
 	}
 	switch {
@@ -173,7 +179,7 @@ type qemuInfo struct {
 	BackingFormat  string          `json:"backing-filename-format,omitempty"`
 	FormatSpecific *formatSpecific `json:"format-specific,omitempty"`
 	Encrypted      bool            `json:"encrypted,omitempty"`
-	DirtyFlag      bool            `json:"dirty-flag"`
+	DirtyFlag      *bool           `json:"dirty-flag,omitempty"` // nil where qemu-img prints none
 }
 
 // formatSpecific renders a format's disk.Specific as qemu-img info
@@ -205,9 +211,23 @@ func fieldsJSON(fields []disk.Field) ([]byte, error) {
 			return nil, err
 		}
 		var value []byte
-		if nested, ok := f.Value.([]disk.Field); ok {
-			value, err = fieldsJSON(nested)
-		} else {
+		switch v := f.Value.(type) {
+		case []disk.Field:
+			value, err = fieldsJSON(v)
+		case [][]disk.Field:
+			value = []byte{'['}
+			for i, item := range v {
+				if i > 0 {
+					value = append(value, ',')
+				}
+				b, err := fieldsJSON(item)
+				if err != nil {
+					return nil, err
+				}
+				value = append(value, b...)
+			}
+			value = append(value, ']')
+		default:
 			value, err = json.Marshal(f.Value)
 		}
 		if err != nil {
@@ -218,13 +238,43 @@ func fieldsJSON(fields []disk.Field) ([]byte, error) {
 	return append(out, '}'), nil
 }
 
+// withFileName returns fields with every disk.FileName replaced by name,
+// copied where it changes.
+func withFileName(fields []disk.Field, name string) []disk.Field {
+	out := make([]disk.Field, len(fields))
+	for i, f := range fields {
+		switch v := f.Value.(type) {
+		case disk.FileName:
+			f.Value = name
+		case []disk.Field:
+			f.Value = withFileName(v, name)
+		case [][]disk.Field:
+			items := make([][]disk.Field, len(v))
+			for j, item := range v {
+				items[j] = withFileName(item, name)
+			}
+			f.Value = items
+		}
+		out[i] = f
+	}
+	return out
+}
+
 // printFields prints fields as qemu-img info does: "label: value", nested
 // objects as their label and their fields indented once more.
 func printFields(w io.Writer, fields []disk.Field, indent string) {
 	for _, f := range fields {
-		if nested, ok := f.Value.([]disk.Field); ok {
+		switch v := f.Value.(type) {
+		case []disk.Field:
 			fmt.Fprintf(w, "%s%s:\n", indent, f.Label)
-			printFields(w, nested, indent+"    ")
+			printFields(w, v, indent+"    ")
+			continue
+		case [][]disk.Field:
+			fmt.Fprintf(w, "%s%s:\n", indent, f.Label)
+			for i, item := range v {
+				fmt.Fprintf(w, "%s    [%d]:\n", indent, i)
+				printFields(w, item, indent+"        ")
+			}
 			continue
 		}
 		fmt.Fprintf(w, "%s%s: %v\n", indent, f.Label, f.Value)
@@ -251,9 +301,17 @@ func runInfo(ctx context.Context, e env, p *parsed) int {
 		fmt.Fprintf(e.stderr, "%s: %s: %v\n", prog, f.Name(), err)
 		return genvm.CodeLoadFailed
 	}
+	if info.Specific != nil {
+		sp := *info.Specific
+		sp.Fields = withFileName(sp.Fields, f.Name())
+		info.Specific = &sp
+	}
 	q := qemuInfo{VirtualSize: info.VirtualSize, Filename: f.Name(), ClusterSize: info.ClusterSize, Format: info.Format,
 		BackingFile: info.BackingFile, BackingFormat: info.BackingFormat, FormatSpecific: (*formatSpecific)(info.Specific),
-		Encrypted: info.Encrypted, DirtyFlag: info.Dirty}
+		Encrypted: info.Encrypted}
+	if !info.NoDirtyFlag {
+		q.DirtyFlag = &info.Dirty
+	}
 	if st, err := f.Stat(); err == nil {
 		q.ActualSize = allocatedBytes(st)
 	}
@@ -283,7 +341,7 @@ func runInfo(ctx context.Context, e env, p *parsed) int {
 		fmt.Fprintln(e.stdout, "Format specific information:")
 		printFields(e.stdout, sp.Fields, "    ")
 	}
-	if q.DirtyFlag {
+	if info.Dirty {
 		fmt.Fprintln(e.stdout, "dirty flag: yes")
 	}
 	switch format, _ := disk.Lookup(rep.Format); {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"strings"
 
 	genvm "github.com/ucphhpc/gen-vm-image-go"
@@ -107,12 +109,24 @@ func downloadLimits(p *parsed) ([]genvm.Option, error) {
 // runOptions are the genvm options a command that writes images takes from
 // its switches (those it has) and its terminal; stop ends the progress bar.
 func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) {
+	return runOptionsFor(e, p, false)
+}
+
+// runOptionsFor is runOptions, for a build of several images at once
+// (one progress line per image at work) when fleet is set.
+func runOptionsFor(e env, p *parsed, fleet bool) (opts []genvm.Option, stop func(), err error) {
 	stop = func() {}
 	opts, err = downloadLimits(p)
 	if err != nil {
 		return nil, stop, err
 	}
-	if e.progress && !p.switches["quiet"] {
+	switch {
+	case !e.progress || p.switches["quiet"]:
+	case fleet:
+		lines := newFleetProgress(e.stderr)
+		stop = lines.finish
+		opts = append(opts, genvm.WithProgress(lines.update))
+	default:
 		bar := newProgressBar(e.stderr)
 		stop = bar.finish
 		opts = append(opts, genvm.WithProgress(bar.update))
@@ -120,8 +134,25 @@ func runOptions(e env, p *parsed) (opts []genvm.Option, stop func(), err error) 
 	if p.switches["no_sync"] {
 		opts = append(opts, genvm.WithoutSync())
 	}
+	if v := os.Getenv("GVI_LOCK_MODE"); v != "" {
+		mode, err := genvm.ParseLockMode(v)
+		if err != nil {
+			return nil, stop, err
+		}
+		opts = append(opts, genvm.WithLockMode(mode))
+	}
 	if dir := p.values["cache_dir"]; dir != "" {
 		opts = append(opts, genvm.WithCacheDir(dir))
+	}
+	if v, ok := p.values["jobs"]; ok {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			return nil, stop, genvm.Errorf(genvm.CodeInvalidAttribute, err, "Invalid value %q for --jobs: a number of images at once, 1 or more", v)
+		}
+		opts = append(opts, genvm.WithJobs(n))
+	}
+	if p.switches["no_space_check"] {
+		opts = append(opts, genvm.WithoutSpaceCheck())
 	}
 	if p.switches["fail_fast"] {
 		opts = append(opts, genvm.WithFailFast())

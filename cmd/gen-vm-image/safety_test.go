@@ -27,12 +27,12 @@ func TestInfoShowsInspection(t *testing.T) {
 	}
 	// A format recognised and inspected but not readable yet is described,
 	// and said to be unreadable.
-	vmdk := filepath.Join(dir, "disk.vmdk")
-	oracle.MustRun(t, "create", "-q", "-f", "vmdk", vmdk, "1M")
-	r = gvi(t, dir, "info", "--as-input", vmdk)
+	qcow := filepath.Join(dir, "disk.qcow")
+	oracle.MustRun(t, "create", "-q", "-f", "qcow", qcow, "1M")
+	r = gvi(t, dir, "info", "--as-input", qcow)
 	if r.code != 0 || !strings.Contains(r.stdout, "virtual size: 1 MiB (1048576 bytes)") ||
-		!strings.Contains(r.stdout, "as an input: accepted by inspection, but this version cannot read vmdk images yet") {
-		t.Errorf("info on a vmdk: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		!strings.Contains(r.stdout, "as an input: accepted by inspection, but this version cannot read qcow images yet") {
+		t.Errorf("info on a qcow: exit %d\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	// An overlay is refused as an input with code 2, and the image it would
 	// have read is not opened (see genvm.TestImagesOpenNothingElse).

@@ -17,6 +17,8 @@ var singleOptions = []option{
 		help: "The path or url to the input image that the generated image should be based on.\nA url (http or https) is downloaded into the cache, verified while it\ndownloads, and decompressed if it is .xz, .gz, .bz2 or .zst. An\noci://REGISTRY/REPOSITORY:TAG (or @sha256:DIGEST) is a KubeVirt\ncontainerDisk: its disk is taken out of the layer as it downloads,\nverified against the layer's digest and cached."},
 	{names: []string{"-if", "--input-format"}, dest: "input_format", metavar: "SINGLE_INPUT_FORMAT", complete: completeFormat,
 		help: "The format of the input image. Detected from the content if not provided;\nif provided, it must agree with the content."},
+	{names: []string{"--input-disk"}, dest: "input_disk", metavar: "N",
+		help: "The disk of an OVA appliance to read: 1 for the first its OVF lists (the\ndefault), 2 for the second, ..."},
 	{names: []string{"-ict", "--input-checksum-type"}, dest: "checksum_type", metavar: "SINGLE_INPUT_CHECKSUM_TYPE", complete: completeAlgorithm,
 		help: "The checksum type that should be used to validate the input image if set\n(a Python hashlib name: md5, sha1, sha256, sha512, sha3_256, blake2b, ...)."},
 	{names: []string{"-ic", "--input-checksum"}, dest: "checksum", metavar: "SINGLE_INPUT_CHECKSUM",
@@ -98,6 +100,7 @@ func runSingle(ctx context.Context, e env, p *parsed) int {
 	if in := p.values["input"]; in != "" {
 		spec.Input = genvm.NewInput(in)
 		spec.Input.Format = p.values["input_format"]
+		spec.Input.Disk, _ = intOption(p, "input_disk") // checked by checkInputOptions
 		if p.values["checksum"] != "" || p.values["checksum_type"] != "" || p.values["checksum_file"] != "" ||
 			p.values["checksum_signature"] != "" || p.values["checksum_key"] != "" {
 			c := &checksum.Spec{Type: p.values["checksum_type"], Value: p.values["checksum"], File: p.values["checksum_file"],
@@ -121,7 +124,7 @@ func runSingle(ctx context.Context, e env, p *parsed) int {
 
 // inputOptions apply to an input; checksumTuning to a checksum.
 var (
-	inputOptions   = []string{"input_format", "checksum_type", "checksum", "checksum_buffer_size", "checksum_read_bytes", "checksum_file", "checksum_signature", "checksum_key"}
+	inputOptions   = []string{"input_format", "input_disk", "checksum_type", "checksum", "checksum_buffer_size", "checksum_read_bytes", "checksum_file", "checksum_signature", "checksum_key"}
 	checksumTuning = []string{"checksum_buffer_size", "checksum_read_bytes"}
 )
 
@@ -138,6 +141,11 @@ func checkInputOptions(p *parsed) error {
 		spelled := spelling(singleOptions, dest)
 		if !hasInput {
 			return fmt.Errorf("argument %s: there is no input (-i) to apply it to", spelled)
+		}
+		if dest == "input_disk" {
+			if _, err := intOption(p, dest); err != nil {
+				return fmt.Errorf("argument %s: %v", spelled, err)
+			}
 		}
 		if slices.Contains(checksumTuning, dest) {
 			if !hasChecksum {

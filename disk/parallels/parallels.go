@@ -1,27 +1,44 @@
-// Package parallels knows the Parallels disk format
-// (docs/interop/parallels.txt in qemu): it recognises and inspects
-// Parallels images. It cannot read or write them yet.
+// Package parallels reads and writes the Parallels disk format
+// (docs/interop/parallels.txt in qemu; Virtuozzo, OpenVZ ploop): a 64-byte
+// header, a block allocation table (BAT) of 32-bit entries and the data
+// clusters. Both signatures are read: "WithoutFreeSpace", whose BAT
+// counts sectors, and "WithouFreSpacExt", whose BAT counts clusters; the
+// writer writes the latter, as qemu-img does. The format extension (dirty
+// bitmaps) is ignored, as it does not change what the disk reads.
 package parallels
 
 import (
 	"bytes"
-	"encoding/binary"
 	"fmt"
 	"io"
 
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
+	"github.com/ucphhpc/gen-vm-image-go/size"
 )
 
 func init() {
-	disk.Register(disk.Format{Name: "parallels", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".hdd", ".hds"}})
+	disk.Register(disk.Format{
+		Name:      "parallels",
+		Sniff:     Sniff,
+		Inspect:   Inspect,
+		Open:      Open,
+		Create:    Create,
+		BlockSize: BlockSize,
+		Check:     Check,
+		Options:   CreateOptions,
+		Validate: func(opt disk.CreateOptions) error {
+			_, err := clusterSizeOf(opt)
+			return err
+		},
+		Extensions: []string{".hdd", ".hds"},
+	})
 }
 
-// The magics of version 1 and of version 2 (with extensions).
-var (
-	magicV1 = []byte("WithoutFreeSpace")
-	magicV2 = []byte("WithouFreSpacExt")
-)
+// CreateOptions are the -o options Create takes, as qemu-img spells them.
+var CreateOptions = []disk.Option{
+	{Name: "cluster_size", Help: "the cluster size: a multiple of 512 bytes up to 1G", Default: "1M"},
+}
 
 // Sniff recognises either magic.
 func Sniff(r io.ReaderAt, _ int64) bool {
@@ -29,38 +46,41 @@ func Sniff(r io.ReaderAt, _ int64) bool {
 	return bytes.Equal(b, magicV1) || bytes.Equal(b, magicV2)
 }
 
-// Inspect reads the little-endian header and refuses absurd sizes, cluster
-// sizes and catalogs.
+// BlockSize is the cluster size: the unit the image allocates.
+func BlockSize(opt disk.CreateOptions) int64 {
+	cs, err := clusterSizeOf(opt)
+	if err != nil {
+		return defaultClusterSize // Create refuses the options anyway
+	}
+	return cs
+}
+
+// clusterSizeOf validates a requested cluster size.
+func clusterSizeOf(opt disk.CreateOptions) (int64, error) {
+	v, given := opt.Options["cluster_size"]
+	if !given {
+		return defaultClusterSize, nil
+	}
+	cs, err := size.Parse(v)
+	if err != nil {
+		return 0, fmt.Errorf("parallels: %w: cluster_size=%s: %v", disk.ErrOption, v, err)
+	}
+	if cs < sectorSize || cs%sectorSize != 0 || cs > maxWriteCluster {
+		return 0, fmt.Errorf("parallels: %w: cluster_size=%s: the cluster size must be a multiple of 512 bytes from 512 to %d bytes", disk.ErrOption, v, int64(maxWriteCluster))
+	}
+	return cs, nil
+}
+
+// Inspect reads the header and refuses absurd sizes, cluster sizes and
+// catalogs (BATs), and a BAT that lies beyond the end of the file.
 func Inspect(r io.ReaderAt, size int64, limits disk.Limits) (disk.Facts, error) {
-	facts, err := inspect(blockio.Source{R: r, Size: size}, limits)
+	h, err := readHeader(blockio.Source{R: r, Size: size}, limits)
+	facts := disk.Facts{Info: h.info()}
 	if err != nil {
 		return facts, fmt.Errorf("parallels: %w", err)
 	}
-	return facts, nil
-}
-
-func inspect(src blockio.Source, limits disk.Limits) (disk.Facts, error) {
-	b, err := src.Read("Parallels header", 0, 64)
-	if err != nil {
-		return disk.Facts{}, err
-	}
-	le := binary.LittleEndian
-	clusterSectors := le.Uint32(b[28:])
-	batEntries := le.Uint32(b[32:])
-	sectors := le.Uint64(b[36:])
-	if bytes.Equal(b[:16], magicV1) {
-		sectors &= 0xffffffff // version 1 has a 32-bit count (qemu parallels_open)
-	}
-	if err := limits.CheckSectors("the Parallels header", sectors); err != nil {
-		return disk.Facts{}, err
-	}
-	facts := disk.Facts{Info: disk.Info{Format: "parallels", VirtualSize: int64(sectors * 512)}}
-	if clusterSectors == 0 || clusterSectors > 1<<21 {
-		return facts, fmt.Errorf("%w: cluster of %d sectors", disk.ErrFormat, clusterSectors)
-	}
-	// CVE-2014-0143: the catalog (BAT) size was trusted by qemu.
-	if err := limits.CheckTable("the catalog", uint64(batEntries), 4); err != nil {
-		return facts, err
+	if h.inUse {
+		facts.Notes = append(facts.Notes, "the image was not closed cleanly (its in-use flag is set): it is read as it is")
 	}
 	return facts, nil
 }

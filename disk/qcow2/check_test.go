@@ -451,6 +451,8 @@ func FuzzCheck(f *testing.F) {
 	}
 	f.Add(seed(256<<10, 512, 8))
 	f.Add(seed(1<<20, 4096, 4))
+	f.Add(cmpSeed(f, "zlib"))
+	f.Add(cmpSeed(f, "zstd"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if len(b) > 4<<20 {
 			return

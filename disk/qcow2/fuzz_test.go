@@ -23,6 +23,8 @@ import (
 // it is present.
 func FuzzOpen(f *testing.F) {
 	f.Add(rdSeedExtendedL2())
+	f.Add(cmpSeed(f, "zlib"))
+	f.Add(cmpSeed(f, "zstd"))
 	for _, b := range rdCorpusSeeds() {
 		f.Add(b)
 	}

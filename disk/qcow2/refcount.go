@@ -62,7 +62,9 @@ type wrRefcountLayout struct {
 // is appended. Further blocks are appended. Appending blocks needs more
 // clusters, which may need more blocks and a larger table: iterate until the
 // layout is stable. Every cluster below the end has refcount 1 except the
-// free ones, so the blocks are generated one at a time, never all in memory.
+// free ones and those holding compressed streams, whose counts are kept
+// (w.refcount), so the blocks are generated one at a time, never all in
+// memory.
 func (w *wrImage) writeRefcounts() (wrRefcountLayout, error) {
 	cs := w.clusterSize
 	perBlock := cs * 8 / wrRefcountBits // refcounts in one block
@@ -132,6 +134,16 @@ func (w *wrImage) writeRefcounts() (wrRefcountLayout, error) {
 			s := max(free.ranges[i].start, first)
 			e := min(free.ranges[i].start+free.ranges[i].n, lastEnd)
 			clear(block[(s-first)*2 : (e-first)*2])
+		}
+		// Clusters holding compressed streams count the streams.
+		if rc := &w.refcount; rc.counts != nil {
+			s := max(first, rc.first)
+			e := min(lastEnd, rc.first+int64(len(rc.counts)))
+			for c := s; c < e; c++ {
+				if n := rc.counts[c-rc.first]; n > 0 {
+					binary.BigEndian.PutUint16(block[(c-first)*2:], n)
+				}
+			}
 		}
 		if _, err := w.f.WriteAt(block, blockOffset(k)); err != nil {
 			return layout, fmt.Errorf("qcow2: writing refcount block %d: %w", k, err)

@@ -18,9 +18,13 @@ func init() {
 		BlockSize: BlockSize,
 		Options:   CreateOptions,
 		Validate: func(opt disk.CreateOptions) error {
-			_, err := wrClusterBits(opt)
+			if _, err := wrClusterBits(opt); err != nil {
+				return err
+			}
+			_, err := compressionType(opt)
 			return err
 		},
+		Compress:   true,
 		Extensions: []string{".qcow2"},
 		Check:      Check,
 	})
@@ -28,10 +32,12 @@ func init() {
 
 // CreateOptions are the -o options Create takes, as qemu-img spells them.
 // The writer makes qcow2 version 3 (compat 1.1) with 16-bit refcounts and
-// nothing else; the other qemu options are not offered.
+// nothing else; the other qemu options are not offered. compression_type
+// sets the header's type even without -c, as qemu-img create does.
 var CreateOptions = []disk.Option{
 	{Name: "cluster_size", Help: "the cluster size: a power of two from 512 to 2M", Default: "64K"},
 	{Name: "compat", Help: "the qcow2 version: 1.1 (v3) only", Values: []string{"1.1", "v3"}, Default: "1.1"},
+	{Name: "compression_type", Help: "how compressed clusters (-c) are compressed", Values: []string{"zlib", "zstd"}, Default: "zlib"},
 }
 
 // Sniff reports whether r starts with the qcow2 magic and a version we know.

@@ -62,9 +62,33 @@ type wrImage struct {
 	run   wrPendingRun // data not yet written: one contiguous host range
 	zero  []byte       // one cluster of zeros, for zeroing a shrunk cluster's tail
 
+	// Compressed clusters (writer_compress.go): the compressor (nil
+	// unless the image is made compressed), the header's compression type,
+	// where the next stream may start (0: on a new cluster), the refcounts
+	// of the clusters holding streams and the streams not yet written.
+	comp     *wrCompressor
+	ctype    uint8
+	nextByte int64
+	refcount wrStreamRefcounts
+	streams  wrStreamBuf
+
 	err    error // first I/O error; the writer is unusable after it
 	closed bool
 }
+
+// wrCompressing is the writer Create returns with CreateOptions.Compress:
+// a disk.Compressor, for the converter to compress on every core.
+type wrCompressing struct{ *wrImage }
+
+func (w wrCompressing) CompressUnit() int64 { return w.clusterSize }
+
+// Compress turns one cluster of virtual data into what the file stores for
+// it. Safe for concurrent use; the result depends on unit alone.
+func (w wrCompressing) Compress(off int64, unit []byte) ([]byte, error) {
+	return w.comp.compress(unit)
+}
+
+func (w wrCompressing) WriteStored(off int64, stored []byte) error { return w.writeStored(off, stored) }
 
 // wrPendingRun is a contiguous host range whose bytes are a contiguous piece
 // of the caller's buffer: written with one pwrite.
@@ -77,9 +101,16 @@ type wrPendingRun struct {
 // truncates to zero first, with the cluster size of opt's cluster_size (64
 // KiB by default; a power of two from 512 bytes to 2 MiB). The size is
 // rounded up to a multiple of 512 bytes, as qemu-img does. The image is
-// valid only after Close; Close neither syncs nor closes f.
+// valid only after Close; Close neither syncs nor closes f. With
+// opt.Compress the writer is a disk.Compressor, and the clusters handed to
+// WriteStored are stored compressed with opt's compression_type (zlib by
+// default, or zstd).
 func Create(f *os.File, size int64, opt disk.CreateOptions) (disk.Writer, error) {
 	bits, err := wrClusterBits(opt)
+	if err != nil {
+		return nil, err
+	}
+	ctype, err := compressionType(opt)
 	if err != nil {
 		return nil, err
 	}
@@ -90,6 +121,7 @@ func Create(f *os.File, size int64, opt disk.CreateOptions) (disk.Writer, error)
 		clusterSize: cs,
 		l2Entries:   cs / 8,
 		l1Offset:    wrFirstL1Cluster * cs,
+		ctype:       ctype,
 	}
 	size, err = w.checkSize(size)
 	if err != nil {
@@ -113,7 +145,13 @@ func Create(f *os.File, size int64, opt disk.CreateOptions) (disk.Writer, error)
 	w.l1Clusters = w.bytesToClusters(int64(len(w.l1)) * 8)
 	w.end = w.l1Offset + w.l1Clusters*cs
 	w.cache = newWrL2Cache(cs, max(4, min(64, wrL2CacheBytes/cs)))
-	return w, nil
+	if !opt.Compress {
+		return w, nil
+	}
+	if w.comp, err = newWrCompressor(cs, ctype); err != nil {
+		return nil, err
+	}
+	return wrCompressing{w}, nil
 }
 
 // wrClusterBits validates a requested cluster size.
@@ -229,7 +267,11 @@ func (w *wrImage) hostFor(vc int64, seg []byte) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	if e := t.entry(l2i); e&L2OffsetMask != 0 {
+	e := t.entry(l2i)
+	if e&EntryCompressed != 0 {
+		return 0, fmt.Errorf("qcow2: writing into the compressed cluster at virtual offset %#x is not supported", vc<<w.clusterBits)
+	}
+	if e&L2OffsetMask != 0 {
 		return int64(e & L2OffsetMask), nil
 	}
 	if blockio.IsZero(seg) {
@@ -357,6 +399,10 @@ func (w *wrImage) grow(newSize int64) error {
 func (w *wrImage) shrink(newSize int64) error {
 	cs := w.clusterSize
 	keep := (newSize + cs - 1) >> w.clusterBits // virtual clusters kept
+	if err := w.streams.flush(w.f); err != nil {
+		return err
+	}
+	w.nextByte = 0 // the cluster of the last stream may be freed
 	for l1i := keep / w.l2Entries; l1i < int64(len(w.l1)); l1i++ {
 		if w.l1[l1i]&L1OffsetMask == 0 {
 			continue
@@ -367,7 +413,10 @@ func (w *wrImage) shrink(newSize int64) error {
 		}
 		first := max(0, keep-l1i*w.l2Entries) // first entry dropped in this table
 		for i := first; i < w.l2Entries; i++ {
-			if host := int64(t.entry(i) & L2OffsetMask); host != 0 {
+			if e := t.entry(i); e&EntryCompressed != 0 {
+				w.dropStream(e)
+				t.setEntry(i, 0)
+			} else if host := int64(e & L2OffsetMask); host != 0 {
 				w.free.add(host>>w.clusterBits, 1)
 				t.setEntry(i, 0)
 			}
@@ -386,7 +435,11 @@ func (w *wrImage) shrink(newSize int64) error {
 		if err != nil {
 			return err
 		}
-		if t != nil {
+		if e := w.entryIn(t, vc); e&EntryCompressed != 0 {
+			if err := w.cutStream(t, vc, tail); err != nil {
+				return err
+			}
+		} else if t != nil {
 			if host := int64(t.entry(vc%w.l2Entries) & L2OffsetMask); host != 0 {
 				if w.zero == nil {
 					w.zero = make([]byte, cs)
@@ -440,6 +493,9 @@ func (w *wrImage) finish() error {
 	if err := w.flushRun(); err != nil {
 		return err
 	}
+	if err := w.streams.flush(w.f); err != nil {
+		return err
+	}
 	if err := w.cache.flush(w.f); err != nil {
 		return err
 	}
@@ -475,7 +531,10 @@ func (w *wrImage) finish() error {
 		RefcountTableClusters: uint32(rc.tableClusters),
 		RefcountOrder:         wrRefcountOrder,
 		HeaderLength:          headerV3WithCompression,
-		CompressionType:       CompressionDeflate,
+		CompressionType:       w.ctype,
+	}
+	if w.ctype != CompressionDeflate {
+		h.IncompatibleFeatures |= IncompatCompression
 	}
 	if len(w.l1) > 0 {
 		h.L1TableOffset = uint64(w.l1Offset)

@@ -1,6 +1,9 @@
-// Package vdi knows VirtualBox's VDI format, as qemu's block/vdi.c reads
-// it: it recognises and inspects VDI images. It cannot read or write them
-// yet.
+// Package vdi reads and writes VirtualBox's VDI format (VBoxHDD "VDI"
+// version 1.1), as qemu's block/vdi.c and VirtualBox read it: dynamic and
+// static images of 1 MiB blocks whose block map says where each block
+// lies, or that it reads as zeros (unallocated 0xffffffff, discarded
+// 0xfffffffe). Undo and differencing images are refused: they need their
+// parent, and an image never makes us open another file.
 package vdi
 
 import (
@@ -13,11 +16,23 @@ import (
 )
 
 func init() {
-	disk.Register(disk.Format{Name: "vdi", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".vdi"}})
+	disk.Register(disk.Format{
+		Name:       "vdi",
+		Sniff:      Sniff,
+		Inspect:    Inspect,
+		Open:       Open,
+		Create:     Create,
+		BlockSize:  BlockSize,
+		Check:      Check,
+		Options:    CreateOptions,
+		Extensions: []string{".vdi"},
+	})
 }
 
-// signature is the image signature at offset 0x40, little-endian.
-const signature = 0xbeda107f
+// CreateOptions are the -o options Create takes, as qemu-img spells them.
+var CreateOptions = []disk.Option{
+	{Name: "static", Help: "preallocate every block (a fixed-size image, sparse in the file)", Values: []string{"on", "off"}, Default: "off"},
+}
 
 // Sniff recognises the image signature.
 func Sniff(r io.ReaderAt, _ int64) bool {
@@ -25,46 +40,28 @@ func Sniff(r io.ReaderAt, _ int64) bool {
 	return len(b) == 4 && binary.LittleEndian.Uint32(b) == signature
 }
 
-// Inspect reads the header and refuses undo and differencing images (they
-// need their parent), image types that do not exist, absurd sizes and a
-// block map that does not cover the disk.
-func Inspect(r io.ReaderAt, size int64, limits disk.Limits) (disk.Facts, error) {
-	facts, err := inspect(blockio.Source{R: r, Size: size}, limits)
-	if err != nil {
-		return facts, fmt.Errorf("vdi: %w", err)
+// BlockSize is the unit a dynamic image allocates (a 1 MiB block); a
+// static one is preallocated and sparse, so zeros are left out of it by
+// file system block, as in a raw file.
+func BlockSize(opt disk.CreateOptions) int64 {
+	if opt.Options["static"] == "on" {
+		return 4096
 	}
-	return facts, nil
+	return blockSize
 }
 
-func inspect(src blockio.Source, limits disk.Limits) (disk.Facts, error) {
-	b, err := src.Read("VDI header", 0, 0x1c8)
+// Inspect reads the header and refuses what Open refuses: undo and
+// differencing images (they need their parent), versions and geometries
+// qemu does not read, absurd sizes and a block map that does not cover the
+// disk or lies beyond the file.
+func Inspect(r io.ReaderAt, size int64, limits disk.Limits) (disk.Facts, error) {
+	h, err := readHeader(blockio.Source{R: r, Size: size}, limits)
 	if err != nil {
-		return disk.Facts{}, err
+		return disk.Facts{Info: h.info()}, fmt.Errorf("vdi: %w", err)
 	}
-	le := binary.LittleEndian
-	imageType := le.Uint32(b[0x4c:])
-	virtualSize := le.Uint64(b[0x170:])
-	blockSize := le.Uint32(b[0x178:])
-	blocks := le.Uint32(b[0x180:])
-	switch imageType {
-	case 1, 2: // dynamic, static
-	case 3, 4:
-		return disk.Facts{}, fmt.Errorf("%w: an undo or differencing image (type %d) over a parent: it needs its parent, and an image must not make us open other files", disk.ErrUnsafe, imageType)
-	default:
-		return disk.Facts{}, fmt.Errorf("%w: image type %d (1 dynamic and 2 static are readable)", disk.ErrUnsupported, imageType)
-	}
-	if err := limits.CheckVirtualSize("the VDI header", virtualSize); err != nil {
-		return disk.Facts{}, err
-	}
-	facts := disk.Facts{Info: disk.Info{Format: "vdi", VirtualSize: int64(virtualSize), ClusterSize: int64(blockSize)}}
-	if blockSize == 0 || blockSize&(blockSize-1) != 0 || blockSize > 256<<20 {
-		return facts, fmt.Errorf("%w: block size %d", disk.ErrFormat, blockSize)
-	}
-	if err := limits.CheckTable("the block map", uint64(blocks), 4); err != nil {
-		return facts, err
-	}
-	if uint64(blocks)*uint64(blockSize) < virtualSize {
-		return facts, fmt.Errorf("%w: %d blocks of %d bytes cover less than the virtual size of %d bytes", disk.ErrFormat, blocks, blockSize, virtualSize)
+	facts := disk.Facts{Info: h.info()}
+	if h.imageType == typeStatic {
+		facts.Notes = append(facts.Notes, "a static (preallocated) VDI image")
 	}
 	return facts, nil
 }

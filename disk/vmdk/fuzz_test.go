@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -104,4 +106,85 @@ func FuzzVMDKDescriptor(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzOpen opens arbitrary bytes as a VMDK and, when that succeeds, walks
+// the extents of the start and the end of the disk, reads a bounded part
+// of them and checks the image. Nothing may panic, hang or allocate
+// without bound; every error belongs to one of disk's classes; a read
+// never returns more than it was asked for.
+func FuzzOpen(f *testing.F) {
+	for _, b := range vmdkSeeds() {
+		if len(b) <= 1<<20 {
+			f.Add(b)
+		}
+	}
+	for _, b := range writerSeeds(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := bytes.NewReader(data)
+		size := int64(len(data))
+		if _, err := Inspect(r, size, disk.Limits{}); err != nil && !classified(err) {
+			t.Fatalf("Inspect: error of no class: %v", err)
+		}
+		im, err := Open(r, size, disk.OpenOptions{})
+		if err != nil {
+			if !classified(err) {
+				t.Fatalf("Open: error of no class: %v", err)
+			}
+			return
+		}
+		defer im.Close()
+		_ = im.(disk.Describer).Info()
+		if _, err := Check(r, size); err != nil && !classified(err) {
+			t.Fatalf("Check: error of no class: %v", err)
+		}
+		const window = 1 << 20
+		buf := make([]byte, 64<<10)
+		for _, w := range []int64{0, max(0, im.Size()-window)} {
+			n := min(window, im.Size()-w)
+			exts, err := im.Extents(w, n)
+			if err != nil {
+				if !classified(err) {
+					t.Fatalf("Extents: error of no class: %v", err)
+				}
+				continue
+			}
+			pos := w
+			for _, e := range exts {
+				if e.Offset != pos || e.Length <= 0 {
+					t.Fatalf("Extents(%d, %d): %+v does not continue at %d", w, n, e, pos)
+				}
+				pos = e.End()
+				if e.Zero {
+					continue
+				}
+				k := min(int64(len(buf)), e.Length)
+				if _, err := im.ReadAt(buf[:k], e.Offset); err != nil && !classified(err) {
+					t.Fatalf("ReadAt: error of no class: %v", err)
+				}
+			}
+			if pos != w+n {
+				t.Fatalf("Extents(%d, %d) end at %d", w, n, pos)
+			}
+		}
+	})
+}
+
+// writerSeeds are small images of our writer, in both subformats.
+func writerSeeds(t testing.TB) [][]byte {
+	var out [][]byte
+	dir := t.TempDir()
+	data := pattern(200_000, 3)
+	for i, opt := range []disk.CreateOptions{{}, {Compress: true}} {
+		p := filepath.Join(dir, "seed"+itoa(int64(i))+".vmdk")
+		makeVMDK(t, p, data, int64(len(data)), opt, false)
+		b, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
 }

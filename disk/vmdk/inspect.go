@@ -1,6 +1,8 @@
 // Package vmdk knows VMware's virtual disk format ("Virtual Disk Format
-// 5.0"): it recognises the three kinds of VMDK file and inspects them. It
-// cannot read or write them yet.
+// 5.0", and "Virtual Disk Format 1.1" for stream-optimized extents): it
+// recognises the three kinds of VMDK file and inspects them, reads and
+// checks hosted sparse extents (monolithicSparse and streamOptimized) and
+// writes them. Descriptor files and extents in other files are refused.
 package vmdk
 
 import (
@@ -14,10 +16,6 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 	"github.com/ucphhpc/gen-vm-image-go/size"
 )
-
-func init() {
-	disk.Register(disk.Format{Name: "vmdk", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".vmdk"}})
-}
 
 // Sniff recognises a hosted sparse extent ("KDMV"), an ESX COW disk
 // ("COWD"), or a text descriptor (which names other files: the hostile
@@ -87,20 +85,27 @@ func parseHeader(b []byte) header {
 // legacy ESX COW extent ("COWD": refused as unsupported).
 func Inspect(r io.ReaderAt, fileSize int64, limits disk.Limits) (disk.Facts, error) {
 	var facts disk.Facts
-	if err := inspect(blockio.Source{R: r, Size: fileSize}, limits.WithDefaults(), &facts); err != nil {
+	if err := inspect(blockio.Source{R: r, Size: fileSize}, limits.WithDefaults(), &facts, nil); err != nil {
 		return facts, fmt.Errorf("vmdk: %w", err)
 	}
 	return facts, nil
 }
 
-func inspect(src blockio.Source, limits disk.Limits, facts *disk.Facts) error {
+// sparseMeta is what Open needs of an accepted sparse extent.
+type sparseMeta struct {
+	head header      // the header at the start of the file
+	h    header      // the header in effect: the footer's when head.gdOffset is gdAtEnd
+	desc *descriptor // nil without an embedded descriptor
+}
+
+func inspect(src blockio.Source, limits disk.Limits, facts *disk.Facts, meta *sparseMeta) error {
 	head, err := src.Read("VMDK header", 0, min(src.Size, sectorSize))
 	if err != nil {
 		return err
 	}
 	switch {
 	case bytes.HasPrefix(head, []byte("KDMV")):
-		return inspectSparse(src, head, limits, facts)
+		return inspectSparse(src, head, limits, facts, meta)
 	case bytes.HasPrefix(head, []byte("COWD")):
 		return refuse(disk.ErrUnsupported, "a legacy ESX COW disk (COWD); convert it with VMware tools or qemu-img on a trusted host first")
 	}
@@ -123,7 +128,10 @@ func inspect(src blockio.Source, limits disk.Limits, facts *disk.Facts) error {
 	return checkDescriptor(d, false, limits)
 }
 
-func inspectSparse(src blockio.Source, head []byte, limits disk.Limits, facts *disk.Facts) error {
+func inspectSparse(src blockio.Source, head []byte, limits disk.Limits, facts *disk.Facts, meta *sparseMeta) error {
+	if meta == nil {
+		meta = &sparseMeta{}
+	}
 	if len(head) < sectorSize {
 		return refuse(disk.ErrFormat, "sparse extent header truncated: the file is %d bytes", len(head))
 	}
@@ -131,12 +139,15 @@ func inspectSparse(src blockio.Source, head []byte, limits disk.Limits, facts *d
 	if err := h.check(src.Size, limits); err != nil {
 		return err
 	}
+	meta.head, meta.h = h, h
 	// The geometry check bounds the capacity and the grain size.
 	facts.Info = disk.Info{Format: "vmdk", VirtualSize: int64(h.capacity * sectorSize), ClusterSize: int64(h.grainSize * sectorSize)}
 	if h.gdOffset == gdAtEnd {
-		if err := checkFooter(src, head); err != nil {
+		footer, err := checkFooter(src, head)
+		if err != nil {
 			return err
 		}
+		meta.h = footer
 	}
 	createType := "(no embedded descriptor)"
 	if h.descriptorSize > 0 {
@@ -160,6 +171,8 @@ func inspectSparse(src blockio.Source, head []byte, limits disk.Limits, facts *d
 			return err
 		}
 		createType = d.keys["createtype"].value
+		meta.desc = d
+		facts.Info = sparseInfo(meta.h, d)
 		if e := d.extents[0]; e.sectors != h.capacity {
 			return refuse(disk.ErrFormat, "descriptor extent (line %d) of %d sectors disagrees with the header's capacity of %d sectors",
 				e.line, e.sectors, h.capacity)
@@ -235,39 +248,39 @@ func (h header) check(fileSize int64, limits disk.Limits) error {
 // with the header about the descriptor, or the file would show one
 // descriptor to us and another to the next reader (oslo.utils does the same
 // check).
-func checkFooter(src blockio.Source, head []byte) error {
+func checkFooter(src blockio.Source, head []byte) (header, error) {
 	if src.Size < 4*sectorSize {
-		return refuse(disk.ErrFormat, "the header announces a footer, but the file (%d bytes) is too short to hold one", src.Size)
+		return header{}, refuse(disk.ErrFormat, "the header announces a footer, but the file (%d bytes) is too short to hold one", src.Size)
 	}
 	tail, err := src.Read("VMDK footer", src.Size-3*sectorSize, 3*sectorSize)
 	if err != nil {
-		return err
+		return header{}, err
 	}
 	le := binary.LittleEndian
 	marker, eos, footer := tail[:sectorSize], tail[2*sectorSize:], tail[sectorSize:2*sectorSize]
 	if le.Uint32(marker[8:]) != 0 || le.Uint32(marker[12:]) != markerFooter {
-		return refuse(disk.ErrFormat, "the header announces a footer, but no footer marker is at offset %#x", src.Size-3*sectorSize)
+		return header{}, refuse(disk.ErrFormat, "the header announces a footer, but no footer marker is at offset %#x", src.Size-3*sectorSize)
 	}
 	if le.Uint64(eos) != 0 || le.Uint32(eos[8:]) != 0 || le.Uint32(eos[12:]) != markerEOS {
-		return refuse(disk.ErrFormat, "the header announces a footer, but no end-of-stream marker ends the file")
+		return header{}, refuse(disk.ErrFormat, "the header announces a footer, but no end-of-stream marker ends the file")
 	}
 	if !bytes.HasPrefix(footer, []byte("KDMV")) {
-		return refuse(disk.ErrFormat, "the footer at offset %#x is not a sparse extent header", src.Size-2*sectorSize)
+		return header{}, refuse(disk.ErrFormat, "the footer at offset %#x is not a sparse extent header", src.Size-2*sectorSize)
 	}
 	f, h := parseHeader(footer), parseHeader(head)
 	if f.version != h.version || f.descriptorOffset != h.descriptorOffset || f.descriptorSize != h.descriptorSize {
-		return refuse(disk.ErrUnsafe, "the footer names another descriptor (sector %d, %d sectors, version %d) than the header (sector %d, %d sectors, version %d): the file would read differently to different programs",
+		return header{}, refuse(disk.ErrUnsafe, "the footer names another descriptor (sector %d, %d sectors, version %d) than the header (sector %d, %d sectors, version %d): the file would read differently to different programs",
 			f.descriptorOffset, f.descriptorSize, f.version, h.descriptorOffset, h.descriptorSize, h.version)
 	}
 	if f.gdOffset == gdAtEnd {
-		return refuse(disk.ErrFormat, "the footer announces yet another footer")
+		return header{}, refuse(disk.ErrFormat, "the footer announces yet another footer")
 	}
 	if f.capacity != h.capacity || f.grainSize != h.grainSize || f.numGTEsPerGT != h.numGTEsPerGT {
-		return refuse(disk.ErrFormat, "the footer's geometry (%d sectors, grain %d, %d entries per table) disagrees with the header's (%d, %d, %d)",
+		return header{}, refuse(disk.ErrFormat, "the footer's geometry (%d sectors, grain %d, %d entries per table) disagrees with the header's (%d, %d, %d)",
 			f.capacity, f.grainSize, f.numGTEsPerGT, h.capacity, h.grainSize, h.numGTEsPerGT)
 	}
 	if f.gdOffset == 0 || f.gdOffset > uint64(src.Size)/sectorSize {
-		return refuse(disk.ErrFormat, "the footer's grain directory at sector %d lies outside the file (%d bytes)", f.gdOffset, src.Size)
+		return header{}, refuse(disk.ErrFormat, "the footer's grain directory at sector %d lies outside the file (%d bytes)", f.gdOffset, src.Size)
 	}
-	return nil
+	return f, nil
 }

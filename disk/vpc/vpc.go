@@ -1,6 +1,6 @@
-// Package vpc knows the VHD format of Virtual PC and Hyper-V (qemu calls
-// it vpc): it recognises and inspects VHD images. It cannot read or write
-// them yet.
+// Package vpc reads and writes the VHD format of Virtual PC, Hyper-V and
+// Azure (qemu calls it vpc): fixed and dynamic disks. Differencing disks
+// are refused: they need their parent, another file.
 package vpc
 
 import (
@@ -14,10 +14,6 @@ import (
 	"github.com/ucphhpc/gen-vm-image-go/disk"
 	"github.com/ucphhpc/gen-vm-image-go/internal/blockio"
 )
-
-func init() {
-	disk.Register(disk.Format{Name: "vpc", Sniff: Sniff, Inspect: Inspect, Extensions: []string{".vhd", ".vpc"}})
-}
 
 // Sniff recognises the footer's cookie "conectix": a dynamic VHD starts
 // with a copy of its footer; a fixed one has it only in the last 512 bytes
@@ -40,40 +36,56 @@ func refuse(class error, format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{class}, args...)...)
 }
 
-// VHD (qemu: vpc), "Virtual Hard Disk Image Format Specification" 1.0:
-// a 512-byte big-endian footer at the end of the file (and a copy at the
-// start of dynamic disks), and for dynamic and differencing disks a
-// 1024-byte dynamic header with the block allocation table's geometry.
-const (
-	footerSize       = 512
-	dynHeaderSize    = 1024
-	diskFixed        = 2
-	diskDynamic      = 3
-	diskDifferencing = 4
-	fixedOffset      = ^uint64(0) // dataOffset of a fixed disk
-	maxBlockSize     = 256 << 20
-)
-
 // Inspect checks every footer the file has (the copy at 0 and the one at
 // the end can differ in a hostile file, and readers differ in which one
 // they trust), then the dynamic header.
 func Inspect(r io.ReaderAt, size int64, limits disk.Limits) (disk.Facts, error) {
 	var facts disk.Facts
-	if err := inspect(blockio.Source{R: r, Size: size}, limits.WithDefaults(), &facts); err != nil {
+	l, err := parse(blockio.Source{R: r, Size: size}, limits.WithDefaults())
+	if l.footer.diskType != 0 {
+		facts.Info = l.info()
+	}
+	if err != nil {
 		return facts, fmt.Errorf("vpc: %w", err)
 	}
+	name := map[uint32]string{diskFixed: "fixed", diskDynamic: "dynamic"}[l.footer.diskType]
+	facts.Notes = append(facts.Notes, fmt.Sprintf("VHD %s disk made by %q, %d bytes virtual; it names no other file", name, l.footer.creatorApp, l.virtualSize))
 	return facts, nil
 }
 
-func inspect(src blockio.Source, limits disk.Limits, facts *disk.Facts) error {
+// layout is what the footer and the dynamic header of a checked image
+// say.
+type layout struct {
+	footer      footerInfo
+	footerOff   int64 // the footer read: the copy at 0 when there is one, as qemu reads
+	virtualSize int64
+	dataEnd     int64 // fixed disks: where the data ends (the footer's offset at the end)
+	// Dynamic disks.
+	tableOffset int64
+	entries     int64 // BAT entries
+	blockSize   int64
+}
+
+// info describes the image as qemu-img info does: the block size is the
+// cluster size of dynamic disks only.
+func (l layout) info() disk.Info {
+	info := disk.Info{Format: "vpc", VirtualSize: l.virtualSize}
+	if l.footer.diskType != diskFixed {
+		info.ClusterSize = l.blockSize
+	}
+	return info
+}
+
+// parse reads and checks the footers and the dynamic header. A footer
+// found but refused still leaves l.footer set, for Inspect's facts.
+func parse(src blockio.Source, limits disk.Limits) (l layout, err error) {
 	offsets := []int64{0}
 	if src.Size >= footerSize-1 {
 		// The footer ends the file; old Virtual PC images wrote 511 bytes.
 		offsets = append(offsets, src.Size-footerSize, src.Size-footerSize+1)
 	}
 	seen := map[int64]bool{}
-	var first *footer
-	var firstOff int64
+	found := 0
 	for _, off := range offsets {
 		if off < 0 || seen[off] {
 			continue
@@ -81,7 +93,7 @@ func inspect(src blockio.Source, limits disk.Limits, facts *disk.Facts) error {
 		seen[off] = true
 		b, err := src.Read("VHD footer", off, min(footerSize, src.Size-off))
 		if err != nil {
-			return err
+			return l, err
 		}
 		if !bytes.HasPrefix(b, []byte("conectix")) {
 			continue
@@ -89,33 +101,51 @@ func inspect(src blockio.Source, limits disk.Limits, facts *disk.Facts) error {
 		if len(b) < footerSize {
 			b = append(b, make([]byte, footerSize-len(b))...)
 		}
-		f, err := checkFooter(src, b, off, limits)
+		f, vsize, err := checkFooter(b, off, limits)
 		if err != nil {
-			return err
+			return l, err
 		}
-		if first != nil && (f.diskType != first.diskType || f.size != first.size) {
-			return refuse(disk.ErrUnsafe, "the footers at offset %#x (disk type %d, %d bytes) and at offset %#x (disk type %d, %d bytes) disagree: the file would read differently to different programs",
-				firstOff, first.diskType, first.size, off, f.diskType, f.size)
+		if found == 0 {
+			l.footer, l.footerOff, l.virtualSize = f, off, vsize
+		} else if f != l.footer {
+			// Readers differ in which footer they trust and in how they
+			// size the disk (current size or geometry): any difference
+			// in what sizes and places the disk is a disagreement.
+			return l, refuse(disk.ErrUnsafe, "the footers at offset %#x (disk type %d, %d bytes, %q) and at offset %#x (disk type %d, %d bytes, %q) disagree: the file would read differently to different programs",
+				l.footerOff, l.footer.diskType, l.footer.currentSize, l.footer.creatorApp, off, f.diskType, f.currentSize, f.creatorApp)
 		}
-		if first == nil {
-			first, firstOff = &f, off
+		if off != 0 && l.footer.diskType == diskFixed {
+			l.dataEnd = off
 		}
+		found++
 	}
-	if first == nil {
-		return refuse(disk.ErrFormat, "no VHD footer found")
+	if found == 0 {
+		return l, refuse(disk.ErrFormat, "no VHD footer found")
 	}
-	facts.Info = disk.Info{Format: "vpc", VirtualSize: int64(first.size), ClusterSize: int64(first.blockSize)}
-	name := map[uint32]string{diskFixed: "fixed", diskDynamic: "dynamic"}[first.diskType]
-	facts.Notes = append(facts.Notes, fmt.Sprintf("VHD %s disk, %d bytes virtual; it names no other file", name, first.size))
-	return nil
-}
-
-// footer is what a checked footer (and the dynamic header it points at)
-// declares.
-type footer struct {
-	diskType  uint32
-	size      uint64 // current size, bytes
-	blockSize uint64 // dynamic disks: the block size; 0 for fixed disks
+	switch l.footer.diskType {
+	case diskFixed:
+		if l.footerOff == 0 {
+			return l, refuse(disk.ErrFormat, "a fixed disk's footer at offset 0: only dynamic disks start with one")
+		}
+		if l.virtualSize > l.dataEnd {
+			return l, refuse(disk.ErrFormat, "a fixed disk of %d bytes does not fit before its footer at offset %#x", l.virtualSize, l.dataEnd)
+		}
+	case diskDynamic, diskDifferencing:
+		if l.footerOff != 0 {
+			return l, refuse(disk.ErrFormat, "a dynamic disk without the copy of its footer at offset 0 (truncated or damaged)")
+		}
+		parent, err := l.checkDynamicHeader(src, limits)
+		if err != nil {
+			return l, err
+		}
+		if l.footer.diskType == diskDifferencing {
+			return l, refuse(disk.ErrUnsafe, "a differencing disk over the parent %s: it needs its parent to be read, and an image must not make us open other files; merge it on a trusted host first",
+				parent)
+		}
+	default:
+		return l, refuse(disk.ErrUnsupported, "disk type %d (2 fixed, 3 dynamic and 4 differencing exist)", l.footer.diskType)
+	}
+	return l, nil
 }
 
 // Checksum is the one's complement of the byte sum with the checksum
@@ -130,78 +160,74 @@ func Checksum(b []byte, at int) uint32 {
 	return ^sum
 }
 
-func checkFooter(src blockio.Source, f []byte, off int64, limits disk.Limits) (footer, error) {
+// checkFooter checks one footer and returns what it says and the virtual
+// size it gives the disk.
+func checkFooter(b []byte, off int64, limits disk.Limits) (footerInfo, int64, error) {
 	be := binary.BigEndian
-	if got, want := be.Uint32(f[64:]), Checksum(f, 64); got != want {
-		return footer{}, refuse(disk.ErrFormat, "the footer at offset %#x has checksum %#08x, but its content sums to %#08x", off, got, want)
+	if got, want := be.Uint32(b[offChecksum:]), Checksum(b, offChecksum); got != want {
+		return footerInfo{}, 0, refuse(disk.ErrFormat, "the footer at offset %#x has checksum %#08x, but its content sums to %#08x", off, got, want)
 	}
-	if v := be.Uint32(f[12:]); v>>16 != 1 {
-		return footer{}, refuse(disk.ErrUnsupported, "footer at offset %#x: format version %#x (1.x exists)", off, v)
+	if v := be.Uint32(b[offVersion:]); v>>16 != 1 {
+		return footerInfo{}, 0, refuse(disk.ErrUnsupported, "footer at offset %#x: format version %#x (1.x exists)", off, v)
 	}
-	dataOffset := be.Uint64(f[16:])
-	ft := footer{diskType: be.Uint32(f[60:]), size: be.Uint64(f[48:])}
-	if err := limits.CheckVirtualSize("the VHD footer", ft.size); err != nil {
-		return footer{}, err
+	f := decodeFooter(b)
+	if err := limits.CheckVirtualSize("the VHD footer", f.currentSize); err != nil {
+		return f, 0, err
 	}
-	switch ft.diskType {
+	vsize := f.virtualSize()
+	if vsize > uint64(MaxVirtualSize) {
+		return f, 0, refuse(disk.ErrUnsupported, "virtual size %d bytes: VHD disks end at 2040 GiB (%d bytes)", vsize, MaxVirtualSize)
+	}
+	switch f.diskType {
 	case diskFixed:
-		if dataOffset != fixedOffset {
-			return footer{}, refuse(disk.ErrFormat, "a fixed disk's footer has data offset %#x (all ones expected)", dataOffset)
+		if f.dataOffset != fixedOffset {
+			return f, 0, refuse(disk.ErrFormat, "a fixed disk's footer has data offset %#x (all ones expected)", f.dataOffset)
 		}
-		if ft.size > uint64(src.Size) || uint64(src.Size)-ft.size < footerSize-1 {
-			return footer{}, refuse(disk.ErrFormat, "a fixed disk of %d bytes does not fit in the file (%d bytes)", ft.size, src.Size)
-		}
-		return ft, nil
 	case diskDynamic, diskDifferencing:
-		parent, blockSize, err := checkDynamicHeader(src, dataOffset, ft.size, limits)
-		if err != nil {
-			return footer{}, err
+		if f.dataOffset%512 != 0 {
+			return f, 0, refuse(disk.ErrFormat, "dynamic header offset %#x is not a multiple of 512", f.dataOffset)
 		}
-		if ft.diskType == diskDifferencing {
-			return footer{}, refuse(disk.ErrUnsafe, "a differencing disk over the parent %s: it needs its parent to be read, and an image must not make us open other files; merge it on a trusted host first",
-				parent)
-		}
-		ft.blockSize = blockSize
-		return ft, nil
-	default:
-		return footer{}, refuse(disk.ErrUnsupported, "disk type %d (2 fixed, 3 dynamic and 4 differencing exist)", ft.diskType)
 	}
+	return f, int64(vsize), nil
 }
 
 // checkDynamicHeader bounds the block allocation table and returns the
-// parent's name (for messages about differencing disks) and the block size.
-func checkDynamicHeader(src blockio.Source, off, virtualSize uint64, limits disk.Limits) (parent string, blockSize uint64, err error) {
-	if off%512 != 0 || off > uint64(src.Size) {
-		return "", 0, refuse(disk.ErrFormat, "dynamic header offset %#x is not a sector inside the file (%d bytes)", off, src.Size)
+// parent's name (for messages about differencing disks).
+func (l *layout) checkDynamicHeader(src blockio.Source, limits disk.Limits) (parent string, err error) {
+	off := l.footer.dataOffset
+	if off > uint64(src.Size) {
+		return "", refuse(disk.ErrFormat, "dynamic header offset %#x lies beyond the end of the file (%d bytes)", off, src.Size)
 	}
 	h, err := src.Read("VHD dynamic header", int64(off), dynHeaderSize)
 	if err != nil {
-		return "", 0, err
+		return "", err
 	}
 	be := binary.BigEndian
 	if !bytes.HasPrefix(h, []byte("cxsparse")) {
-		return "", 0, refuse(disk.ErrFormat, "no dynamic header (cxsparse) at offset %#x", off)
+		return "", refuse(disk.ErrFormat, "no dynamic header (cxsparse) at offset %#x", off)
 	}
-	if got, want := be.Uint32(h[36:]), Checksum(h, 36); got != want {
-		return "", 0, refuse(disk.ErrFormat, "the dynamic header at offset %#x has checksum %#08x, but its content sums to %#08x", off, got, want)
+	if got, want := be.Uint32(h[offDynChecksum:]), Checksum(h, offDynChecksum); got != want {
+		return "", refuse(disk.ErrFormat, "the dynamic header at offset %#x has checksum %#08x, but its content sums to %#08x", off, got, want)
 	}
-	tableOffset := be.Uint64(h[16:])
-	entries := uint64(be.Uint32(h[28:]))
-	blockSize = uint64(be.Uint32(h[32:]))
+	tableOffset := be.Uint64(h[offDynTableOffset:])
+	entries := uint64(be.Uint32(h[offDynMaxEntries:]))
+	blockSize := uint64(be.Uint32(h[offDynBlockSize:]))
 	if blockSize < 512 || blockSize > maxBlockSize || bits.OnesCount64(blockSize) != 1 {
-		return "", 0, refuse(disk.ErrFormat, "block size %d (a power of two from 512 bytes to 256 MiB is needed)", blockSize)
+		return "", refuse(disk.ErrFormat, "block size %d (a power of two from 512 bytes to 256 MiB is needed)", blockSize)
 	}
 	if err := limits.CheckTable("the block allocation table", entries, 4); err != nil {
-		return "", 0, err
+		return "", err
 	}
-	if entries < (virtualSize+blockSize-1)/blockSize {
-		return "", 0, refuse(disk.ErrFormat, "the block allocation table of %d entries of %d bytes covers less than the virtual size of %d bytes",
-			entries, blockSize, virtualSize)
+	vsize := uint64(l.virtualSize)
+	if entries < (vsize+blockSize-1)/blockSize {
+		return "", refuse(disk.ErrFormat, "the block allocation table of %d entries of %d bytes covers less than the virtual size of %d bytes",
+			entries, blockSize, vsize)
 	}
 	if tableOffset%512 != 0 || tableOffset > uint64(src.Size) || entries*4 > uint64(src.Size)-tableOffset {
-		return "", 0, refuse(disk.ErrFormat, "the block allocation table (%d entries) at offset %#x runs past the end of the file (%d bytes)",
+		return "", refuse(disk.ErrFormat, "the block allocation table (%d entries) at offset %#x runs past the end of the file (%d bytes)",
 			entries, tableOffset, src.Size)
 	}
+	l.tableOffset, l.entries, l.blockSize = int64(tableOffset), int64(entries), int64(blockSize)
 	// The parent's Unicode name (UTF-16 big-endian, 512 bytes at 64).
 	var units []uint16
 	for i := 64; i+1 < 64+512; i += 2 {
@@ -215,5 +241,5 @@ func checkDynamicHeader(src blockio.Source, off, virtualSize uint64, limits disk
 	if len(units) == 0 {
 		parent = "(name not recorded)"
 	}
-	return parent, blockSize, nil
+	return parent, nil
 }
