@@ -273,7 +273,14 @@ func TestSecondSignalExits(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	time.Sleep(300 * time.Millisecond)
+	// The run blocks opening the FIFO until it is signalled; give it time
+	// to get there (and to install its signal handling) even on a loaded
+	// machine, where a signal that comes first kills it by default.
+	select {
+	case err := <-done:
+		t.Fatalf("the run ended before it was signalled: %v", err)
+	case <-time.After(2 * time.Second):
+	}
 	cmd.Process.Signal(syscall.SIGINT)
 	time.Sleep(100 * time.Millisecond)
 	cmd.Process.Signal(syscall.SIGINT)
