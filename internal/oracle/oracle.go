@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -32,6 +33,20 @@ func QemuImg(t testing.TB) string {
 
 // Run runs qemu-img with args and returns stdout, stderr and the exit code.
 func Run(t testing.TB, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	// Making a LUKS image, qemu-img times key derivation on the thread's
+	// CPU clock and gives up when the clock barely moves, as it can on a
+	// loaded machine: that failure is qemu's, so it is tried again.
+	for range 5 {
+		stdout, stderr, code = run(t, args...)
+		if code == 0 || !strings.Contains(stderr, "Unable to get accurate CPU usage") {
+			break
+		}
+	}
+	return stdout, stderr, code
+}
+
+func run(t testing.TB, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd := exec.Command(QemuImg(t), args...)
 	// In a directory of its own: qemu-img creates the files an option
