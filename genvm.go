@@ -430,7 +430,13 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 		return false, out, newError(CodeCreateFailed, err, "Failed to create path: %s - error: %v", path, err)
 	}
 	if src != nil {
-		wb := tmp.StartWriteBehind(!o.noSync)
+		start := tmp.StartWriteBehind
+		if hash {
+			// Hashed for the record once written: kept in the page cache
+			// until then.
+			start = tmp.StartWriteBehindKeepingCache
+		}
+		wb := start(!o.noSync)
 		stats, err := convert.Copy(ctx, w, src.image, convert.Options{
 			Length:    virtualSize,
 			ZeroBlock: f.BlockSize(createOpt),

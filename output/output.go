@@ -34,6 +34,10 @@ const tempMarker = ".tmp-gvi-"
 type Temp struct {
 	File  *os.File
 	final string
+	// dropAfterSync: the file's pages were kept in the page cache while
+	// it was written (StartWriteBehindKeepingCache); Publish drops them
+	// once they are synced.
+	dropAfterSync bool
 }
 
 // Create makes a temporary file for final in final's directory, with mode
@@ -91,6 +95,9 @@ func (t *Temp) Publish(overwrite, durable bool) error {
 		if err := t.File.Sync(); err != nil {
 			t.Abort()
 			return err
+		}
+		if t.dropAfterSync {
+			dropCached(t.File)
 		}
 	}
 	// The lock is held until the file has its final name, so that no

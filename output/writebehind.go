@@ -28,7 +28,21 @@ type WriteBehind struct {
 // false (no fsync to prepare for), or where the system has no way to start
 // a write-back, it does nothing.
 func (t *Temp) StartWriteBehind(enabled bool) *WriteBehind {
-	flush := writeBack(t.File)
+	return t.startWriteBehind(enabled, true)
+}
+
+// StartWriteBehindKeepingCache is StartWriteBehind for a file that is read
+// back whole once written (hashed for the record): its pages stay in the
+// page cache, where that read finds them, until Publish has synced the
+// file, and are dropped then. Reading the image back from the disk instead
+// cost more than keeping its pages: 2 s against 0.5 s for 800 MB here.
+func (t *Temp) StartWriteBehindKeepingCache(enabled bool) *WriteBehind {
+	t.dropAfterSync = enabled
+	return t.startWriteBehind(enabled, false)
+}
+
+func (t *Temp) startWriteBehind(enabled, drop bool) *WriteBehind {
+	flush := writeBack(t.File, drop)
 	if !enabled || flush == nil {
 		return &WriteBehind{}
 	}
