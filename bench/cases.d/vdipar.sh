@@ -8,7 +8,7 @@ if selected vdi-to-raw && [ ! -f "$VDI_IN" ]; then
   echo "converting the disk to vdi with qemu-img ..." >&2
   qemu-img convert -O vdi "$RAW" "$VDI_IN.tmp" && mv "$VDI_IN.tmp" "$VDI_IN"
 fi
-if selected parallels-to-raw && [ ! -f "$HDD_IN" ]; then
+if { selected parallels-to-raw || selected parallels-to-raw-nosync; } && [ ! -f "$HDD_IN" ]; then
   echo "converting the disk to parallels with qemu-img ..." >&2
   qemu-img convert -O parallels "$RAW" "$HDD_IN.tmp" && mv "$HDD_IN.tmp" "$HDD_IN"
 fi
@@ -17,4 +17,9 @@ CASES+=(
   "vdi-to-raw|$BIN convert -O raw $VDI_IN $OUT/o.raw|qemu-img convert -O raw $VDI_IN $OUT/o.raw|$OUT/o.raw"
   "raw-to-parallels|$BIN convert -O parallels $RAW $OUT/o.hdd|qemu-img convert -O parallels $RAW $OUT/o.hdd|$OUT/o.hdd"
   "parallels-to-raw|$BIN convert -O raw $HDD_IN $OUT/o.raw|qemu-img convert -O raw $HDD_IN $OUT/o.raw|$OUT/o.raw"
+  # The same work as qemu-img's: no sync on our side either.
+  "raw-to-vdi-nosync|$BIN convert --no-sync -O vdi $RAW $OUT/o.vdi|qemu-img convert -O vdi $RAW $OUT/o.vdi|$OUT/o.vdi"
+  "vdi-to-raw-nosync|$BIN convert --no-sync -O raw $VDI_IN $OUT/o.raw|qemu-img convert -O raw $VDI_IN $OUT/o.raw|$OUT/o.raw"
+  "raw-to-parallels-nosync|$BIN convert --no-sync -O parallels $RAW $OUT/o.hdd|qemu-img convert -O parallels $RAW $OUT/o.hdd|$OUT/o.hdd"
+  "parallels-to-raw-nosync|$BIN convert --no-sync -O raw $HDD_IN $OUT/o.raw|qemu-img convert -O raw $HDD_IN $OUT/o.raw|$OUT/o.raw"
 )

@@ -10,4 +10,7 @@ CASES+=(
   "raw-to-vmdk|$BIN convert -O vmdk $RAW $OUT/o.vmdk|qemu-img convert -O vmdk $RAW $OUT/o.vmdk|$OUT/o.vmdk"
   "svmdk-to-raw|$BIN convert -O raw $SVMDK $OUT/o.raw|qemu-img convert -O raw $SVMDK $OUT/o.raw|$OUT/o.raw"
   "vmdk-to-raw|$BIN convert -O raw $MVMDK $OUT/o.raw|qemu-img convert -O raw $MVMDK $OUT/o.raw|$OUT/o.raw"
+  # The same work as qemu-img's: no sync on our side either.
+  "raw-to-vmdk-nosync|$BIN convert --no-sync -O vmdk $RAW $OUT/o.vmdk|qemu-img convert -O vmdk $RAW $OUT/o.vmdk|$OUT/o.vmdk"
+  "vmdk-to-raw-nosync|$BIN convert --no-sync -O raw $MVMDK $OUT/o.raw|qemu-img convert -O raw $MVMDK $OUT/o.raw|$OUT/o.raw"
 )
