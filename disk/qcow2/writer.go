@@ -56,11 +56,11 @@ type wrImage struct {
 	l1Offset   int64
 	l1Clusters int64
 
-	end   int64        // first host byte after the allocated clusters (cluster aligned)
-	free  wrFreeList   // host clusters below end that nothing uses (refcount 0)
-	cache *wrL2Cache   // write-back cache of L2 tables
-	run   wrPendingRun // data not yet written: one contiguous host range
-	zero  []byte       // one cluster of zeros, for zeroing a shrunk cluster's tail
+	end   int64             // first host byte after the allocated clusters (cluster aligned)
+	free  wrFreeList        // host clusters below end that nothing uses (refcount 0)
+	cache *wrL2Cache        // write-back cache of L2 tables
+	run   blockio.RunWriter // data not yet written: one contiguous host range
+	zero  []byte            // one cluster of zeros, for zeroing a shrunk cluster's tail
 
 	// Compressed clusters (writer_compress.go): the compressor (nil
 	// unless the image is made compressed), the header's compression type,
@@ -90,13 +90,6 @@ func (w wrCompressing) Compress(off int64, unit []byte) ([]byte, error) {
 
 func (w wrCompressing) WriteStored(off int64, stored []byte) error { return w.writeStored(off, stored) }
 
-// wrPendingRun is a contiguous host range whose bytes are a contiguous piece
-// of the caller's buffer: written with one pwrite.
-type wrPendingRun struct {
-	host int64
-	buf  []byte
-}
-
 // Create starts a new qcow2 image of the given virtual size in f, which it
 // truncates to zero first, with the cluster size of opt's cluster_size (64
 // KiB by default; a power of two from 512 bytes to 2 MiB). The size is
@@ -117,6 +110,7 @@ func Create(f *os.File, size int64, opt disk.CreateOptions) (disk.Writer, error)
 	cs := int64(1) << bits
 	w := &wrImage{
 		f:           f,
+		run:         blockio.RunWriter{W: f},
 		clusterBits: bits,
 		clusterSize: cs,
 		l2Entries:   cs / 8,
@@ -305,38 +299,18 @@ func (w *wrImage) table(l1i int64, create bool) (*wrL2Table, error) {
 	return w.cache.add(l1i, host, w.f)
 }
 
-// queue adds seg, to be written at host, to the pending run, writing the
-// run first when seg does not continue it.
+// queue adds seg, to be written at host, to the pending run (see
+// blockio.RunWriter).
 func (w *wrImage) queue(host int64, seg []byte) error {
-	r := &w.run
-	if len(r.buf) > 0 && r.host+int64(len(r.buf)) == host && wrContiguous(r.buf, seg) {
-		r.buf = r.buf[:len(r.buf)+len(seg)]
-		return nil
+	if err := w.run.Queue(host, seg); err != nil {
+		return fmt.Errorf("qcow2: %w", err)
 	}
-	if err := w.flushRun(); err != nil {
-		return err
-	}
-	r.host, r.buf = host, seg
 	return nil
 }
 
-// wrContiguous reports whether b starts where a ends in the same array.
-func wrContiguous(a, b []byte) bool {
-	if cap(a)-len(a) < len(b) || len(b) == 0 {
-		return false
-	}
-	return &a[:len(a)+1][len(a)] == &b[0]
-}
-
 func (w *wrImage) flushRun() error {
-	r := &w.run
-	if len(r.buf) == 0 {
-		return nil
-	}
-	_, err := w.f.WriteAt(r.buf, r.host)
-	r.buf = nil
-	if err != nil {
-		return fmt.Errorf("qcow2: writing data at host offset %#x: %w", r.host, err)
+	if err := w.run.Flush(); err != nil {
+		return fmt.Errorf("qcow2: %w", err)
 	}
 	return nil
 }

@@ -102,17 +102,10 @@ type wrImage struct {
 	l1    []uint64 // the L1 entries that map size; the rest of the table stays zero
 	end   int64    // first byte after the allocated clusters (cluster aligned)
 	pages *wrPageCache
-	run   wrPendingRun
+	run   blockio.RunWriter
 
 	err    error // first I/O error; the writer is unusable after it
 	closed bool
-}
-
-// wrPendingRun is a contiguous host range whose bytes are a contiguous
-// piece of the caller's buffer: written with one pwrite.
-type wrPendingRun struct {
-	host int64
-	buf  []byte
 }
 
 // Create starts a new QED image of the given virtual size in f, which it
@@ -132,7 +125,7 @@ func Create(f *os.File, n int64, opt disk.CreateOptions) (disk.Writer, error) {
 	}
 	h := header{clusterSize: cs, tableSize: ts, headerSize: 1, l1Offset: uint64(cs), imageSize: uint64(n), features: featNeedCheck}
 	g := h.geometry()
-	w := &wrImage{f: f, h: h, g: g, size: n, end: g.clusterSize + g.tableBytes}
+	w := &wrImage{f: f, h: h, g: g, size: n, end: g.clusterSize + g.tableBytes, run: blockio.RunWriter{W: f}}
 	w.l1 = make([]uint64, g.l1Entries(n))
 	pageBytes := min(g.tableBytes, maxPageBytes)
 	w.pages = newWrPageCache(pageBytes, max(4, wrCacheBytes/pageBytes))
@@ -230,38 +223,18 @@ func (w *wrImage) hostFor(vc int64, seg []byte) (int64, error) {
 	return host, nil
 }
 
-// queue adds seg, to be written at host, to the pending run, writing the
-// run first when seg does not continue it.
+// queue adds seg, to be written at host, to the pending run (see
+// blockio.RunWriter).
 func (w *wrImage) queue(host int64, seg []byte) error {
-	r := &w.run
-	if len(r.buf) > 0 && r.host+int64(len(r.buf)) == host && contiguous(r.buf, seg) {
-		r.buf = r.buf[:len(r.buf)+len(seg)]
-		return nil
+	if err := w.run.Queue(host, seg); err != nil {
+		return fmt.Errorf("qed: %w", err)
 	}
-	if err := w.flushRun(); err != nil {
-		return err
-	}
-	r.host, r.buf = host, seg
 	return nil
 }
 
-// contiguous reports whether b starts where a ends in the same array.
-func contiguous(a, b []byte) bool {
-	if cap(a)-len(a) < len(b) || len(b) == 0 {
-		return false
-	}
-	return &a[:len(a)+1][len(a)] == &b[0]
-}
-
 func (w *wrImage) flushRun() error {
-	r := &w.run
-	if len(r.buf) == 0 {
-		return nil
-	}
-	_, err := w.f.WriteAt(r.buf, r.host)
-	r.buf = nil
-	if err != nil {
-		return fmt.Errorf("qed: writing data at host offset %#x: %w", r.host, err)
+	if err := w.run.Flush(); err != nil {
+		return fmt.Errorf("qed: %w", err)
 	}
 	return nil
 }
