@@ -320,7 +320,7 @@ func checkImage(t *testing.T, path string, size int64) {
 func TestMultipleKeepsGoing(t *testing.T) {
 	dir := t.TempDir()
 	arch := filepath.Join(dir, "arch.yml")
-	writeFile(t, arch, `owner: me
+	archText := `owner: me
 images:
   good-1:
     name: good-1
@@ -334,7 +334,8 @@ images:
     name: good-2
     format: raw
     size: 1M
-`)
+`
+	writeFile(t, arch, archText)
 	r := gvi(t, dir, "multiple", arch)
 	resp := r.result(t)
 	if r.code != 1 || !strings.Contains(resp.Response, "broken") || !strings.Contains(resp.Response, "1 of 3") {
@@ -346,8 +347,15 @@ images:
 		}
 	}
 	// --fail-fast stops at the first failure, as the Python tool does.
+	// One job, and good-2 reads an input the one local fetcher reaches
+	// only after broken's: nothing but the order of the file decides
+	// (with a free slot, an image without an input may start while
+	// broken's input is still being looked for).
 	dir2 := t.TempDir()
-	r = gvi(t, dir2, "multiple", "--fail-fast", arch)
+	writeFile(t, filepath.Join(dir2, "small.raw"), strings.Repeat("\x00", 1<<20))
+	failFast := filepath.Join(dir2, "arch.yml")
+	writeFile(t, failFast, strings.Replace(archText, "    size: 1M\n", "    size: 1M\n    input:\n      path: small.raw\n", 1))
+	r = gvi(t, dir2, "multiple", "--fail-fast", "-j", "1", failFast)
 	if r.code != 1 {
 		t.Fatalf("fail-fast exit %d", r.code)
 	}
