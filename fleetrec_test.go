@@ -445,3 +445,41 @@ func TestSpaceRefusal(t *testing.T) {
 		t.Fatalf("with the check off: %v", err)
 	}
 }
+
+// TestInterruptedImageInPlaceIsRecorded: an interruption that arrives once
+// an image is being put in place (checked, syncing) does not keep it out
+// of the record: every image in the directory is in SHA256SUMS and the
+// manifest, and the images not started are not built.
+func TestInterruptedImageInPlaceIsRecorded(t *testing.T) {
+	oracle.QemuImg(t)
+	work := t.TempDir()
+	in := filepath.Join(work, "in.qcow2")
+	makeInput(t, in, "4M", 3)
+	spec := writeArch(t, work, []fleetImage{
+		{key: "a", name: "alpha", size: "8M", format: "qcow2", input: in},
+		{key: "b", name: "beta", size: "6M", format: "raw", input: in},
+	})
+	out := filepath.Join(work, "out")
+	spec.OutputDirectory = out
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	interrupt := func(o *options) { o.beforePublish = func(string) { cancel() } }
+	if _, err := Build(ctx, spec, WithJobs(1), interrupt); err == nil {
+		t.Fatal("an interrupted build succeeded")
+	}
+	if got := imageFiles(t, out); strings.Join(got, " ") != "alpha.qcow2" {
+		t.Fatalf("the directory holds %v, want alpha.qcow2 alone", got)
+	}
+	cmd := exec.Command("sha256sum", "-c", "--strict", record.SumsName)
+	cmd.Dir = out
+	if b, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(b), "alpha.qcow2: OK") {
+		t.Fatalf("sha256sum -c: %v\n%s", err, b)
+	}
+	m, err := record.Read(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e := m.Lookup("alpha.qcow2"); e == nil || e.Key != "a" || len(m.Images) != 1 {
+		t.Fatalf("the manifest lists %+v", m.Images)
+	}
+}

@@ -312,7 +312,9 @@ func makeImage(ctx context.Context, t *target, input inputSource, o *options, re
 	res.Created = true
 	abs, _ := filepath.Abs(res.Path)
 	say("Generated image at: %s", abs)
-	return recordCreated(ctx, t, out, o, res)
+	// An image in place is recorded even when the run is being
+	// interrupted: a record must not miss an image it sits beside.
+	return recordCreated(context.WithoutCancel(ctx), t, out, o, res)
 }
 
 // validateSpec checks what can be checked before touching any file and
@@ -470,7 +472,9 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 	// read back while the file is in the page cache, at the same time as
 	// the check and the sync, which wait on the disk more than the CPU.
 	if hash {
-		h := startHash(ctx, tmp.Name())
+		// Not stopped by an interruption: an image put in place is
+		// recorded (a failed one cancels it below).
+		h := startHash(context.WithoutCancel(ctx), tmp.Name())
 		defer func() {
 			if !created {
 				h.cancel() // a failed or lost image is not recorded
@@ -493,6 +497,9 @@ func writeImage(ctx context.Context, path string, f disk.Format, createOpt disk.
 	}
 	if err := ctx.Err(); err != nil {
 		return false, out, newError(CodeCreateFailed, err, "Interrupted before %s was put in place: %v", path, err)
+	}
+	if o.beforePublish != nil {
+		o.beforePublish(path)
 	}
 	published = true
 	err = tmp.Publish(overwrite, !o.noSync)

@@ -27,6 +27,9 @@ type options struct {
 	// afterVerify, for tests, runs between an input's checksum and its
 	// use.
 	afterVerify func(path string)
+	// beforePublish, for tests, runs once an image is checked, just before
+	// it is put in place: where an interruption no longer stops it.
+	beforePublish func(path string)
 	// input gathers, while one image is generated, what the record says of
 	// its input (nil outside generate).
 	input *inputNote
