@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"hash"
 	"hash/crc32"
 	"os"
 
@@ -40,7 +39,7 @@ type writer struct {
 	stored     bool // some data was written: the data's place is fixed
 	// content hashes what is written, in order, so that the image's UUIDs
 	// follow from the spec and the content, never from chance or the clock.
-	content hash.Hash
+	content *blockio.Fingerprint
 	err     error
 	closed  bool
 }
@@ -70,7 +69,7 @@ func Create(f *os.File, size int64, opt disk.CreateOptions) (disk.Writer, error)
 			return nil, fmt.Errorf("vdi: create: %w", err)
 		}
 	}
-	w := &writer{f: f, static: static, size: size, content: sha256.New()}
+	w := &writer{f: f, static: static, size: size, content: blockio.NewFingerprint(sha256.New())}
 	blocks := (size + blockSize - 1) / blockSize
 	w.offsetData = dataOffset(blocks)
 	w.bmap = make([]uint32, blocks)
@@ -124,11 +123,7 @@ func (w *writer) WriteAt(p []byte, off int64) (int, error) {
 	if off < 0 || off > w.size || int64(len(p)) > w.size-off {
 		return 0, fmt.Errorf("vdi: write of %d bytes at %d lies outside the virtual disk of %d bytes", len(p), off, w.size)
 	}
-	var rec [20]byte
-	binary.LittleEndian.PutUint64(rec[0:], uint64(off))
-	binary.LittleEndian.PutUint64(rec[8:], uint64(len(p)))
-	binary.LittleEndian.PutUint32(rec[16:], crc32.Checksum(p, crc32c))
-	w.content.Write(rec[:])
+	defer w.content.Add(p, off)()
 
 	// Pieces whose blocks follow each other in the file go out in one write.
 	runHost, runStart, runEnd := int64(-1), 0, 0

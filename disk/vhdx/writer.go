@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
-	"hash"
 	"hash/crc32"
 	"math/bits"
 	"os"
@@ -109,7 +108,7 @@ type wrImage struct {
 	dataStart int64
 	blocks    []int64 // host offset of each payload block; 0: not allocated
 	end       int64   // first byte after the allocated blocks (MiB-aligned)
-	content   hash.Hash
+	content   *blockio.Fingerprint
 	err       error
 	closed    bool
 }
@@ -126,7 +125,7 @@ func Create(f *os.File, size int64, opt disk.CreateOptions) (disk.Writer, error)
 		return nil, fmt.Errorf("vhdx: %w: virtual size %d out of range 0..%d (64 TiB)", disk.ErrUnsupported, size, disk.DefaultMaxVirtualSize)
 	}
 	size = (size + logicalSector - 1) &^ (logicalSector - 1)
-	w := &wrImage{f: f, p: p, size: size, blockSize: p.blockSize, content: sha256.New()}
+	w := &wrImage{f: f, p: p, size: size, blockSize: p.blockSize, content: blockio.NewFingerprint(sha256.New())}
 	if w.blockSize == 0 {
 		w.blockSize = blockSizeFor(size)
 	}
@@ -215,11 +214,7 @@ func (w *wrImage) WriteAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("vhdx: write of %d bytes at %d lies outside the virtual disk of %d bytes", len(p), off, w.size)
 	}
 	// The content part of the GUIDs: where data went and a checksum of it.
-	var rec [20]byte
-	binary.LittleEndian.PutUint64(rec[:], uint64(off))
-	binary.LittleEndian.PutUint64(rec[8:], uint64(len(p)))
-	binary.LittleEndian.PutUint32(rec[16:], crc32.Checksum(p, castagnoli))
-	w.content.Write(rec[:])
+	defer w.content.Add(p, off)()
 	// Contiguous blocks are written with one pwrite.
 	var runHost int64
 	var run []byte
