@@ -12,5 +12,6 @@ CASES+=(
   "raw-to-vpc-fixed|$BIN convert -O vpc -o subformat=fixed $RAW $OUT/o.vhd|qemu-img convert -O vpc -o subformat=fixed $RAW $OUT/o.vhd|$OUT/o.vhd"
   "vpc-to-raw|$BIN convert -O raw $VHD $OUT/o.raw|qemu-img convert -f vpc -O raw $VHD $OUT/o.raw|$OUT/o.raw"
   "raw-to-vpc-nosync|$BIN convert --no-sync -O vpc $RAW $OUT/o.vhd|qemu-img convert -O vpc $RAW $OUT/o.vhd|$OUT/o.vhd"
+  "raw-to-vpc-fixed-nosync|$BIN convert --no-sync -O vpc -o subformat=fixed $RAW $OUT/o.vhd|qemu-img convert -O vpc -o subformat=fixed $RAW $OUT/o.vhd|$OUT/o.vhd"
   "vpc-to-raw-nosync|$BIN convert --no-sync -O raw $VHD $OUT/o.raw|qemu-img convert -f vpc -O raw $VHD $OUT/o.raw|$OUT/o.raw"
 )
