@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -152,7 +153,7 @@ func (im *Image) Open(ctx context.Context, l Layer) (io.ReadCloser, error) {
 	if err != nil {
 		return nil, fail(err)
 	}
-	resp, err := (&http.Client{Transport: rt}).Do(req)
+	resp, err := (&http.Client{Transport: rt, CheckRedirect: checkBlobRedirect}).Do(req)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -161,4 +162,58 @@ func (im *Image) Open(ctx context.Context, l Layer) (io.ReadCloser, error) {
 		return nil, fail(err)
 	}
 	return resp.Body, nil
+}
+
+// checkBlobRedirect is where a blob download may be sent: a registry
+// commonly redirects to its storage (another host), but never from there
+// to an address inside our network (a cloud's metadata service, a private
+// or loopback address), which a hostile registry could use to make us
+// fetch what it cannot reach. A host that is a name, not an address, is
+// allowed; the transport refuses plain HTTP unless --insecure.
+func checkBlobRedirect(req *http.Request, via []*http.Request) error {
+	if len(via) >= 10 {
+		return fmt.Errorf("stopped after %d redirects", len(via))
+	}
+	from, to := via[0].URL.Hostname(), req.URL.Hostname()
+	if to == from {
+		return nil
+	}
+	if internalAddress(to) {
+		return fmt.Errorf("refused the redirect from %s to %s: an internal address", from, to)
+	}
+	return nil
+}
+
+// internalAddress reports whether host is an IP address that is not public:
+// loopback, private, link-local or unspecified. Forms of IPv4 that the
+// standard parser refuses but some resolvers take (127.1, 0x7f.0.0.1,
+// 2130706433) count as addresses, and as internal: no registry sends them.
+func internalAddress(host string) bool {
+	host, _, _ = strings.Cut(host, "%") // an IPv6 zone
+	addr, err := netip.ParseAddr(host)
+	if err != nil {
+		return numericIPv4(host)
+	}
+	addr = addr.Unmap()
+	return addr.IsLoopback() || addr.IsPrivate() || addr.IsLinkLocalUnicast() ||
+		addr.IsLinkLocalMulticast() || addr.IsUnspecified()
+}
+
+// numericIPv4 reports whether host is IPv4 as inet_aton reads it: one to
+// four parts, each decimal, octal (0...) or hexadecimal (0x...).
+func numericIPv4(host string) bool {
+	parts := strings.Split(strings.ToLower(host), ".")
+	if len(parts) > 4 {
+		return false
+	}
+	for _, p := range parts {
+		digits := "0123456789"
+		if rest, ok := strings.CutPrefix(p, "0x"); ok {
+			p, digits = rest, "0123456789abcdef"
+		}
+		if p == "" && digits == "0123456789" || strings.Trim(p, digits) != "" {
+			return false
+		}
+	}
+	return true
 }

@@ -2,6 +2,7 @@ package oci
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 	"testing"
 
@@ -49,6 +50,41 @@ func TestTarLayers(t *testing.T) {
 			if l.Compression != tc.want[i] || l.Digest != digest.String() || l.Size != 10 {
 				t.Errorf("%s: layer %d %+v, want compression %q", tc.name, i, l, tc.want[i])
 			}
+		}
+	}
+}
+
+func TestBlobRedirects(t *testing.T) {
+	from, _ := http.NewRequest(http.MethodGet, "https://registry.example.org/v2/r/blobs/sha256:00", nil)
+	for _, c := range []struct {
+		to string
+		ok bool
+	}{
+		{"https://registry.example.org/other", true},
+		{"https://storage.example.net/blob?sig=1", true},
+		{"https://203.0.113.7/blob", true},
+		{"http://169.254.169.254/latest/meta-data/", false},
+		{"https://127.0.0.1:5000/blob", false},
+		{"https://10.1.2.3/blob", false},
+		{"https://192.168.0.1/blob", false},
+		{"https://[::1]/blob", false},
+		{"https://[fe80::1%25eth0]/blob", false},
+		{"https://[::ffff:10.0.0.1]/blob", false},
+		{"https://0.0.0.0/blob", false},
+		{"https://127.1/blob", false},
+		{"https://0x7f.0.0.1/blob", false},
+		{"https://2130706433/blob", false},
+		{"https://cafe.example/blob", true},
+		{"https://cafe/blob", true},
+		{"https://0xcafe/blob", false},
+		{"https://1.2.3.4.5/blob", true}, // no address: a name
+	} {
+		to, err := http.NewRequest(http.MethodGet, c.to, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := checkBlobRedirect(to, []*http.Request{from}); (err == nil) != c.ok {
+			t.Errorf("redirect to %s: %v, want allowed %v", c.to, err, c.ok)
 		}
 	}
 }
