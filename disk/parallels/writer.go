@@ -123,16 +123,7 @@ func (w *writer) WriteAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("parallels: write of %d bytes at %d lies outside the virtual disk of %d bytes", len(p), off, w.size)
 	}
 	// Pieces whose clusters follow each other in the file go out in one write.
-	runHost, runStart, runEnd := int64(-1), 0, 0
-	flush := func() error {
-		if runHost < 0 || runEnd == runStart {
-			return nil
-		}
-		if _, err := w.f.WriteAt(p[runStart:runEnd], runHost); err != nil {
-			return w.fail(fmt.Errorf("parallels: writing %d bytes at %#x: %w", runEnd-runStart, runHost, err))
-		}
-		return nil
-	}
+	run := blockio.RunWriter{W: w.f}
 	for pos := 0; pos < len(p); {
 		voff := off + int64(pos)
 		c := voff / w.cs
@@ -140,11 +131,7 @@ func (w *writer) WriteAt(p []byte, off int64) (int, error) {
 		k := int(min(int64(len(p)-pos), w.cs-within))
 		if w.bat[c] == 0 {
 			if blockio.IsZero(p[pos : pos+k]) {
-				if err := flush(); err != nil {
-					return pos, err
-				}
-				runHost = -1
-				pos += k
+				pos += k // not written: the next piece starts a run of its own
 				continue
 			}
 			w.bat[c] = uint32((w.dataOff + w.allocated*w.cs) / w.cs)
@@ -152,17 +139,13 @@ func (w *writer) WriteAt(p []byte, off int64) (int, error) {
 		}
 		host := int64(w.bat[c])*w.cs + within
 		w.stored = true
-		if runHost < 0 || runHost+int64(runEnd-runStart) != host {
-			if err := flush(); err != nil {
-				return pos, err
-			}
-			runHost, runStart = host, pos
+		if err := run.Queue(host, p[pos:pos+k]); err != nil {
+			return pos, w.fail(fmt.Errorf("parallels: %w", err))
 		}
-		runEnd = pos + k
 		pos += k
 	}
-	if err := flush(); err != nil {
-		return 0, err
+	if err := run.Flush(); err != nil {
+		return 0, w.fail(fmt.Errorf("parallels: %w", err))
 	}
 	return len(p), nil
 }

@@ -126,16 +126,7 @@ func (w *writer) WriteAt(p []byte, off int64) (int, error) {
 	defer w.content.Add(p, off)()
 
 	// Pieces whose blocks follow each other in the file go out in one write.
-	runHost, runStart, runEnd := int64(-1), 0, 0
-	flush := func() error {
-		if runHost < 0 || runEnd == runStart {
-			return nil
-		}
-		if _, err := w.f.WriteAt(p[runStart:runEnd], runHost); err != nil {
-			return w.fail(fmt.Errorf("vdi: writing %d bytes at %#x: %w", runEnd-runStart, runHost, err))
-		}
-		return nil
-	}
+	run := blockio.RunWriter{W: w.f}
 	for pos := 0; pos < len(p); {
 		voff := off + int64(pos)
 		b := voff / blockSize
@@ -144,11 +135,7 @@ func (w *writer) WriteAt(p []byte, off int64) (int, error) {
 		e := w.bmap[b]
 		if e >= discarded {
 			if blockio.IsZero(p[pos : pos+k]) {
-				if err := flush(); err != nil {
-					return pos, err
-				}
-				runHost = -1
-				pos += k
+				pos += k // not written: the next piece starts a run of its own
 				continue
 			}
 			e = w.allocated
@@ -157,17 +144,13 @@ func (w *writer) WriteAt(p []byte, off int64) (int, error) {
 		}
 		host := w.offsetData + int64(e)*blockSize + within
 		w.stored = true
-		if runHost < 0 || runHost+int64(runEnd-runStart) != host {
-			if err := flush(); err != nil {
-				return pos, err
-			}
-			runHost, runStart = host, pos
+		if err := run.Queue(host, p[pos:pos+k]); err != nil {
+			return pos, w.fail(fmt.Errorf("vdi: %w", err))
 		}
-		runEnd = pos + k
 		pos += k
 	}
-	if err := flush(); err != nil {
-		return 0, err
+	if err := run.Flush(); err != nil {
+		return 0, w.fail(fmt.Errorf("vdi: %w", err))
 	}
 	return len(p), nil
 }

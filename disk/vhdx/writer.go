@@ -223,18 +223,7 @@ func (w *wrImage) WriteAt(p []byte, off int64) (int, error) {
 	// The content part of the GUIDs: where data went and a checksum of it.
 	defer w.content.Add(p, off)()
 	// Contiguous blocks are written with one pwrite.
-	var runHost int64
-	var run []byte
-	flush := func() error {
-		if len(run) == 0 {
-			return nil
-		}
-		if _, err := w.f.WriteAt(run, runHost); err != nil {
-			return w.fail(fmt.Errorf("vhdx: writing at %#x: %w", runHost, err))
-		}
-		run = nil
-		return nil
-	}
+	run := blockio.RunWriter{W: w.f}
 	for pos := 0; pos < len(p); {
 		voff := off + int64(pos)
 		block, within := voff/w.blockSize, voff%w.blockSize
@@ -243,29 +232,20 @@ func (w *wrImage) WriteAt(p []byte, off int64) (int, error) {
 		host := w.blocks[block]
 		if host == 0 {
 			if blockio.IsZero(piece) {
-				if err := flush(); err != nil {
-					return pos, err
-				}
-				pos += k
+				pos += k // not written: the next piece starts a run of its own
 				continue
 			}
 			host = w.end
 			w.blocks[block] = host
 			w.end += w.blockSize
 		}
-		host += within
-		if len(run) > 0 && runHost+int64(len(run)) == host {
-			run = p[pos-len(run) : pos+k]
-		} else {
-			if err := flush(); err != nil {
-				return pos, err
-			}
-			runHost, run = host, piece
+		if err := run.Queue(host+within, piece); err != nil {
+			return pos, w.fail(fmt.Errorf("vhdx: %w", err))
 		}
 		pos += k
 	}
-	if err := flush(); err != nil {
-		return len(p) - len(run), err
+	if err := run.Flush(); err != nil {
+		return 0, w.fail(fmt.Errorf("vhdx: %w", err))
 	}
 	return len(p), nil
 }
