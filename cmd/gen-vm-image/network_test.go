@@ -196,7 +196,10 @@ images:
       url: `+srv.URL+`/mirror2/test.qcow2
       checksum: {type: sha512, value: `+testQcow2Sha512+`}
 `), 0o644)
-	r := gviEnv(t, dir, nil, "multiple", archFile, "--cache-dir", filepath.Join(dir, "cache"), "-v")
+	// One job, so one fetcher takes the inputs in the file's order: a's
+	// mirrors first (the 404, then the download), then b's cache hit. With
+	// two, b may download first and a find the cache before any mirror.
+	r := gviEnv(t, dir, nil, "multiple", archFile, "--cache-dir", filepath.Join(dir, "cache"), "-v", "-j", "1")
 	resp := r.result(t)
 	if r.code != 0 {
 		t.Fatalf("exit %d %+v", r.code, resp)
