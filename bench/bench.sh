@@ -147,7 +147,19 @@ registry_job() { # push as a containerDisk, then pull into an empty cache, with 
 copy_job() { # the same bytes moved once and hashed once
   cp "$ZQCOW" "$OUT/copy.qcow2" && sha256sum "$OUT/copy.qcow2" >/dev/null
 }
-export -f qemu_job qemu_download_job durable registry_job copy_job; export OUT BIN DIR ZQCOW REG
+# registry_floor_job: the least a push and a pull of these bytes can take
+# with this registry: curl uploads the file as one blob (its digest known
+# beforehand, nothing hashed, no tar) and downloads it to a file. The
+# registry hashes and stores what it receives whoever sends it.
+registry_floor_job() {
+  local loc sep
+  loc=$(curl -fsS -o /dev/null -D - -X POST "http://$REG/v2/bench/floor/blobs/uploads/" | tr -d '\r' | sed -n 's/^[Ll]ocation: *//p')
+  case $loc in /*) loc="http://$REG$loc" ;; esac
+  case $loc in *\?*) sep='&' ;; *) sep='?' ;; esac
+  curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' -T "$ZQCOW" "$loc${sep}digest=sha256:$ZSUM" &&
+    curl -fsS -o "$OUT/floor.qcow2" "http://$REG/v2/bench/floor/blobs/sha256:$ZSUM"
+}
+export -f qemu_job qemu_download_job durable registry_job copy_job registry_floor_job; export OUT BIN DIR ZQCOW ZSUM REG
 
 selected() { [ "$ONLY" = "  " ] || [[ $ONLY == *" $1 "* ]]; }
 # name|our command|qemu-img's|the file qemu-img's writes
@@ -172,7 +184,8 @@ for f in "$ROOT"/bench/cases.d/*.sh; do
 done
 if [ -n "$REG" ]; then
   CASES+=("registry|bash -c registry_job|bash -c copy_job|$OUT/copy.qcow2")
-elif selected registry; then
+  CASES+=("registry-floor|bash -c registry_floor_job|bash -c copy_job|$OUT/copy.qcow2")
+elif selected registry || selected registry-floor; then
   echo "registry case skipped: docker-registry is not installed (apt-get install docker-registry)" >&2
 fi
 rm -f "$DIR"/*.times
@@ -211,6 +224,22 @@ for c in "${CASES[@]}"; do
   printf "%-16s %8s %8s %7.2f %11s %7.2f %6d MiB %6d MiB\n" "$name" "$o" "$q" "$(ratio "$o" "$q")" "$qs" "$(ratio "$o" "$qs")" $((orss / 1024)) $((qrss / 1024))
 done
 echo "(median wall seconds of $RUNS runs; ratio = ours/qemu-img's; qemu+sync = qemu-img's flow then sync of its output; RSS = the largest peak seen)"
+if [ -n "$REG" ] && selected registry-floor; then
+  echo "(registry-floor: in the ours column, curl's upload and download of the same file as one blob, nothing hashed on the client: what the registry itself takes)"
+fi
+# The zstd floor: libzstd (the library qemu-img uses, at the level it
+# uses, 3) compressing the image's data clusters as 64 KiB blocks on one
+# core, and that speed spread over every core with nothing else to do.
+if selected raw-to-qcow2-zstd && command -v zstd >/dev/null; then
+  (cd "$ROOT" && go build -o "$DIR/dataclusters" ./bench/dataclusters)
+  if [ ! -f "$DIR/clusters.bin" ] || [ "$DIR/clusters.bin" -ot "$RAW" ]; then
+    "$DIR/dataclusters" "$RAW" >"$DIR/clusters.bin.tmp" && mv "$DIR/clusters.bin.tmp" "$DIR/clusters.bin"
+  fi
+  bytes=$(stat -c %s "$DIR/clusters.bin")
+  speed=$(zstd -b3 -B65536 -T1 "$DIR/clusters.bin" 2>&1 | tr '\r' '\n' | grep 'MB/s.*MB/s' | tail -1 | grep -o '[0-9.]* MB/s' | head -1 | cut -d' ' -f1)
+  q=$(cut -d' ' -f1 "$DIR/raw-to-qcow2-zstd.qemu.times" | median)
+  echo "$bytes $speed $(nproc) $q" | awk '{s = $1 / ($2 * 1e6); printf "(zstd floor: libzstd level 3 compresses the %.0f MiB of data clusters in 64 KiB blocks at %s MB/s on one core: %.2f s on %d cores, %.2f of qemu-img'"'"'s %s s; a ratio of 0.25 needs %d cores at that speed)\n", $1 / 1048576, $2, s / $3, $3, s / $3 / $4, $4, int(s / (0.25 * $4)) + 1}'
+fi
 if [ -n "$REG" ] && selected registry; then
   echo "(registry: ours = push + pull, qemu = cp + sha256sum of the copy)"
   rm -rf "$OUT"
