@@ -56,6 +56,10 @@ type ImageResult struct {
 	// Elapsed is how long the image took, from when it could start (its
 	// input fetched) to when it was built and pushed.
 	Elapsed time.Duration
+	// Stopped: the image ended because the build was being stopped (an
+	// interruption, or --fail-fast after another image failed), not
+	// through a fault of its own; Err says where it was.
+	Stopped bool
 }
 
 // PushReference is where Build pushes an image: PREFIX/NAME:VERSION, or
@@ -95,7 +99,11 @@ func checkPushes(spec BuildSpec, images []arch.Image) error {
 
 // BuildResult is the outcome of Build.
 type BuildResult struct {
-	Images   []ImageResult
+	Images []ImageResult
+	// NotBuilt are the images a stop (an interruption, --fail-fast) kept
+	// from being built: never started (Elapsed is 0), or stopped at work
+	// once another image had failed. Their results do not count.
+	NotBuilt []ImageResult
 	Messages []string // what a verbose run prints, in order
 	// Notices are what a user should see even without -v: the
 	// architecture file's warnings (unknown keys), images kept.
@@ -238,6 +246,7 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 	first := runJobs(ctx, spec, jobs, o)
 	for _, j := range jobs {
 		if !j.ran {
+			res.NotBuilt = append(res.NotBuilt, j.result)
 			continue
 		}
 		ir := j.result
@@ -275,19 +284,52 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 		res.Summary += pushed
 		return res, nil
 	}
-	failed := res.Failed()
-	var parts []string
-	for _, f := range failed {
-		parts = append(parts, fmt.Sprintf("%s (return code %d): %v", f.Key, CodeOf(f.Err), f.Err))
-	}
-	res.Summary = fmt.Sprintf("%d of %d images failed in %s: %s", len(failed), len(images), abs, strings.Join(parts, "; "))
-	if len(failed) == 1 && len(images) == 1 {
-		res.Summary = failed[0].Err.Error()
-	}
-	if len(failed) == 0 { // interrupted before any image failed
-		res.Summary = first.Error()
-	}
+	res.Summary = failureSummary(res, len(images), abs, first)
 	return res, &Error{Code: CodeOf(first), Msg: res.Summary, Err: first}
+}
+
+// failureSummary says how a build that did not succeed ended: the images
+// that failed, each with its error; those a stop ended at work or kept
+// from starting, by key; and how many were built.
+func failureSummary(res *BuildResult, count int, dir string, first error) string {
+	var failed, stopped, notStarted []string
+	built := 0
+	for _, im := range res.Images {
+		switch {
+		case im.Err == nil:
+			built++
+		case im.Stopped:
+			stopped = append(stopped, im.Key)
+		default:
+			failed = append(failed, fmt.Sprintf("%s (return code %d): %v", im.Key, CodeOf(im.Err), im.Err))
+		}
+	}
+	for _, im := range res.NotBuilt {
+		if im.Elapsed > 0 {
+			stopped = append(stopped, im.Key)
+		} else {
+			notStarted = append(notStarted, im.Key)
+		}
+	}
+	if count == 1 && len(failed) == 1 {
+		return res.Images[0].Err.Error()
+	}
+	var s string
+	switch {
+	case len(failed) > 0:
+		s = fmt.Sprintf("%d of %d images failed in %s: %s", len(failed), count, dir, strings.Join(failed, "; "))
+	case count == 1:
+		return first.Error()
+	default: // stopped before any image failed
+		s = fmt.Sprintf("Interrupted with %d of %d images built in %s", built, count, dir)
+	}
+	if len(stopped) > 0 {
+		s += "; stopped at work: " + strings.Join(stopped, ", ")
+	}
+	if len(notStarted) > 0 {
+		s += "; not started: " + strings.Join(notStarted, ", ")
+	}
+	return s
 }
 
 // selectImages returns the images of a named by keys (all of them when

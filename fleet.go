@@ -265,6 +265,7 @@ func runJobs(ctx context.Context, b BuildSpec, jobs []*job, o *options) error {
 				// An image that fails once the build was stopped was
 				// stopped: it is not a failure of its own.
 				j.ran = j.result.Err == nil || failedFirst == nil
+				j.result.Stopped = j.result.Err != nil && ctx.Err() != nil
 				if j.result.Err != nil && o.failFast && failedFirst == nil && ctx.Err() == nil {
 					failedFirst = j
 					cancel(errFailFast)

@@ -217,6 +217,13 @@ images:
 	if len(res.Images) != 1 || res.Images[0].Key != "bad" {
 		t.Errorf("fail fast: results %v, want only bad's", keysOf(res.Images))
 	}
+	// good2 is told as not started, and is not a failure of its own.
+	if len(res.NotBuilt) != 1 || res.NotBuilt[0].Key != "good2" || res.NotBuilt[0].Elapsed != 0 {
+		t.Errorf("fail fast: not built %v, want good2, not started", keysOf(res.NotBuilt))
+	}
+	if !strings.HasPrefix(res.Summary, "1 of 2 images failed") || !strings.HasSuffix(res.Summary, "; not started: good2") {
+		t.Errorf("fail fast: summary %q", res.Summary)
+	}
 	entries, _ := os.ReadDir(out)
 	if len(entries) != 0 {
 		t.Errorf("fail fast left %v", entries)
@@ -270,8 +277,25 @@ images:
 	if err == nil {
 		t.Fatal("an interrupted build succeeded")
 	}
-	if !strings.Contains(res.Summary, "Interrupted") {
-		t.Errorf("summary %q does not say it was interrupted", res.Summary)
+	if !strings.HasPrefix(res.Summary, "Interrupted with ") || !strings.Contains(res.Summary, "; stopped at work: c1, c2") {
+		t.Errorf("summary %q does not say it was interrupted, with c1 and c2 at work", res.Summary)
+	}
+	// Every image is told once: those that ended, each stopped (not
+	// failed), and those the interruption kept from starting.
+	told := map[string]int{}
+	for _, ir := range res.Images {
+		told[ir.Key]++
+		if ir.Err != nil && !ir.Stopped {
+			t.Errorf("%s failed on its own: %v", ir.Key, ir.Err)
+		}
+	}
+	for _, ir := range res.NotBuilt {
+		told[ir.Key]++
+	}
+	for _, k := range []string{"c1", "c2", "dl", "c3"} {
+		if told[k] != 1 {
+			t.Errorf("%s is in the result %d times, want once (results %v, not built %v)", k, told[k], keysOf(res.Images), keysOf(res.NotBuilt))
+		}
 	}
 	entries, _ := os.ReadDir(out)
 	for _, e := range entries {

@@ -190,12 +190,17 @@ func (p *fleetProgress) finish() {
 
 // summaryTable is the table printed after a build on a terminal: per
 // image, in the file's order, how it ended, how long it took and the
-// space its file takes.
+// space its file takes; then the images a stop kept from being built.
 func summaryTable(res *genvm.BuildResult, width int) string {
 	rows := [][]string{{"IMAGE", "RESULT", "TIME", "SIZE"}}
-	for _, im := range res.Images {
+	for i, im := range slices.Concat(res.Images, res.NotBuilt) {
 		result, took, space := "built", "", ""
+		notBuilt := i >= len(res.Images)
 		switch {
+		case im.Stopped || notBuilt && im.Elapsed > 0:
+			result = "stopped"
+		case notBuilt:
+			result = "not started"
 		case im.Err != nil:
 			result = fmt.Sprintf("failed (%d)", genvm.CodeOf(im.Err))
 		case !im.Created:
@@ -208,7 +213,7 @@ func summaryTable(res *genvm.BuildResult, width int) string {
 			took = im.Elapsed.Round(100 * time.Millisecond).String()
 		}
 		if st, err := os.Stat(im.Path); err == nil && im.Err == nil {
-			space = size.Format(allocatedBytes(st))
+			space = size.FormatQemu(allocatedBytes(st)) // three digits, as qemu-img info gives them
 		}
 		name := im.Key
 		if im.Path != "" {
