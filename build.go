@@ -293,11 +293,13 @@ func Build(ctx context.Context, spec BuildSpec, opts ...Option) (*BuildResult, e
 // from starting, by key; and how many were built.
 func failureSummary(res *BuildResult, count int, dir string, first error) string {
 	var failed, stopped, notStarted []string
-	built := 0
+	built, kept := 0, 0
 	for _, im := range res.Images {
 		switch {
-		case im.Err == nil:
+		case im.Err == nil && im.Created:
 			built++
+		case im.Err == nil:
+			kept++
 		case im.Stopped:
 			stopped = append(stopped, im.Key)
 		default:
@@ -322,6 +324,9 @@ func failureSummary(res *BuildResult, count int, dir string, first error) string
 		return first.Error()
 	default: // stopped before any image failed
 		s = fmt.Sprintf("Interrupted with %d of %d images built in %s", built, count, dir)
+		if kept > 0 {
+			s += fmt.Sprintf(" (%d kept)", kept)
+		}
 	}
 	if len(stopped) > 0 {
 		s += "; stopped at work: " + strings.Join(stopped, ", ")
