@@ -52,19 +52,21 @@ func notADisk(r io.ReaderAt, size int64) string {
 		return "a PDF document"
 	case bytes.HasPrefix(head, []byte("\x7fELF")):
 		return "a program (ELF)"
-	case isText(head):
+	case isText(head, int64(len(head)) == size):
 		return "a text file"
 	}
 	return ""
 }
 
 // isText: valid UTF-8 without control characters other than whitespace.
-func isText(b []byte) bool {
-	if len(b) < 16 {
+// A sample of a few bytes says little, unless it is the whole file: a file
+// of a dozen characters of text is text.
+func isText(b []byte, whole bool) bool {
+	if len(b) < 16 && !whole || len(b) == 0 {
 		return false
 	}
 	// A multi-byte character cut at the end of the sample is still text.
-	for cut := 0; cut < utf8.UTFMax && !utf8.Valid(b); cut++ {
+	for cut := 0; !whole && cut < utf8.UTFMax && !utf8.Valid(b); cut++ {
 		b = b[:len(b)-1]
 	}
 	if !utf8.Valid(b) {

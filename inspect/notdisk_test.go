@@ -38,6 +38,8 @@ func TestNotADisk(t *testing.T) {
 		{"mbr disk", string(mbr), ""},
 		{"zeros", string(make([]byte, 8192)), ""},
 		{"short binary", "\x00\x01", ""},
+		{"short text, the whole file", "not a disk\n", "a text file"},
+		{"one byte of a disk", "\xeb", ""},
 	}
 	for _, tt := range tests {
 		r := strings.NewReader(tt.content)
