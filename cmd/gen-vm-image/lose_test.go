@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ucphhpc/gen-vm-image-go/internal/registrytest"
 )
 
 // Lose nothing: an interrupted run, a full disk or a read-only output
@@ -449,4 +451,32 @@ func interruptWhen(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer, ready func
 		t.Fatal(err)
 	}
 	return cmd.Wait()
+}
+
+// TestPushInterrupted: SIGINT during a push's upload exits 130, and the
+// result says once that it was interrupted and by what (the registry
+// client's error carries the signal's cause already).
+func TestPushInterrupted(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Config{})
+	dir := t.TempDir()
+	in := filepath.Join(dir, "big.raw")
+	slowInput(t, in, 1<<30)
+	cmd := exec.Command(binary, "push", in, reg.Addr+"/vm/big:1", "--insecure")
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), registryEnv(t)...)
+	var stderr bytes.Buffer
+	started := time.Now()
+	err := interruptWhen(t, cmd, &stderr, func() bool { return time.Since(started) > 300*time.Millisecond }, "the push", 0, syscall.SIGINT)
+	ee, ok := err.(*exec.ExitError)
+	if !ok || ee.ExitCode() != 130 {
+		t.Fatalf("exit %v; want 130\n%s", err, stderr.String())
+	}
+	var resp response
+	if err := json.Unmarshal(stderr.Bytes(), &resp); err != nil || !strings.HasPrefix(resp.Response, "Interrupted") {
+		t.Fatalf("the result does not say it was interrupted:\n%s", stderr.String())
+	}
+	if n := strings.Count(resp.Response, "interrupted by SIGINT"); n != 1 {
+		t.Errorf("the result says %d times that SIGINT interrupted it: %s", n, resp.Response)
+	}
+	t.Log(resp.Response)
 }

@@ -167,7 +167,11 @@ func respond(e env, r jsonproto.Response) int {
 		if !strings.HasPrefix(r.Response, "Interrupted") {
 			r.Response = "Interrupted: " + r.Response
 		}
-		r.Response += " (" + i.Error() + "; nothing half-written was left)"
+		if strings.Contains(r.Response, i.Error()) { // said already, by the error itself
+			r.Response += " (nothing half-written was left)"
+		} else {
+			r.Response += " (" + i.Error() + "; nothing half-written was left)"
+		}
 	}
 	out, err := r.MarshalPython()
 	if err != nil {
