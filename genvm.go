@@ -617,6 +617,9 @@ func resolveInput(ctx context.Context, in *Input, cacheDir, image string, o *opt
 		if scheme, ok := location.Scheme(path); ok {
 			return nil, 0, newError(CodeInvalidAttribute, err, "Invalid input %s: the %s scheme is not supported; inputs are local paths, http and https URLs, and oci:// containerDisks (download it first, then give its path)", path, scheme)
 		}
+		if meant, ok := location.Misspelt(path); ok {
+			return nil, 0, newError(CodePathNotFound, err, "Path not found: %s - error: the defined input path does not exist (did you mean %s?)", path, meant)
+		}
 		return nil, 0, newError(CodePathNotFound, err, "Path not found: %s - error: the defined input path does not exist", path)
 	case errors.Is(err, safefile.ErrNotRegular):
 		return nil, 0, newError(CodeLoadFailed, err, "Failed to load path: %s - error: not a regular file", path)

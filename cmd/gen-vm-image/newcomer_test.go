@@ -121,6 +121,7 @@ func TestInputMistakes(t *testing.T) {
 	}{
 		{"empty input", []string{"-i", ""}, 4, "-i/--input is empty"},
 		{"ftp", []string{"-i", "ftp://example.org/x.img"}, 5, "the ftp scheme is not supported"},
+		{"oci with one slash", []string{"-i", "oci:/registry.example.org/vm/disk:1"}, 1, "(did you mean oci://registry.example.org/vm/disk:1?)"},
 		{"checksum without input", []string{"-ic", strings.Repeat("a", 64)}, 2, "argument -ic/--input-checksum: there is no input (-i) to apply it to"},
 		{"buffer size without checksum", []string{"-i", in, "-icbs", "4096"}, 2, "it tunes a checksum, and none is given"},
 		{"read bytes not a number", []string{"-i", in, "-ict", "sha256", "-ic", strings.Repeat("a", 64), "-icrb", "1k"}, 2, `invalid value "1k": must be a positive whole number`},

@@ -49,3 +49,28 @@ func Scheme(s string) (string, bool) {
 	}
 	return strings.ToLower(scheme), true
 }
+
+// knownSchemes are the schemes an input can have: downloads and
+// containerDisks.
+var knownSchemes = []string{"https", "http", "oci"}
+
+// Misspelt returns the URL that s, a path that does not exist, most likely
+// meant: one of our schemes with its "//" cut short ("oci:/registry/repo",
+// "https:example.org/a"), which a shell or a hand easily makes.
+func Misspelt(s string) (string, bool) {
+	scheme, rest, ok := strings.Cut(s, ":")
+	if !ok || strings.HasPrefix(rest, "//") {
+		return "", false
+	}
+	scheme = strings.ToLower(scheme)
+	for _, k := range knownSchemes {
+		if scheme == k {
+			rest = strings.TrimLeft(rest, "/")
+			if rest == "" {
+				return "", false
+			}
+			return k + "://" + rest, true
+		}
+	}
+	return "", false
+}

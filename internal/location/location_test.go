@@ -47,3 +47,21 @@ func TestCheckURL(t *testing.T) {
 		}
 	}
 }
+
+func TestMisspelt(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"oci:/127.0.0.1:5000/vm/disk:1", "oci://127.0.0.1:5000/vm/disk:1"},
+		{"https:/example.org/a.qcow2", "https://example.org/a.qcow2"},
+		{"HTTP:example.org/a.qcow2", "http://example.org/a.qcow2"},
+		{"https://example.org/a.qcow2", ""}, // spelt right
+		{"images/a.qcow2", ""},
+		{"c:/images/a.qcow2", ""},
+		{"oci:", ""},
+	}
+	for _, tt := range tests {
+		got, ok := Misspelt(tt.in)
+		if got != tt.want || ok != (tt.want != "") {
+			t.Errorf("Misspelt(%q) = %q, %t; want %q", tt.in, got, ok, tt.want)
+		}
+	}
+}
