@@ -113,7 +113,11 @@ func push(ctx context.Context, spec PushSpec, o *options, image string, say func
 	if err != nil {
 		return nil, registryError(ctx, err)
 	}
-	say("Pushed %s (%s, %s) to %s%s as a containerDisk: %s (layer %s, %s)", path, format, size.Format(st.Size()), oci.Scheme, p.Reference, p.Digest, p.Layer, size.Format(p.Size))
+	sent := ""
+	if p.LayerExisted {
+		sent = ", which the registry had already: not sent again"
+	}
+	say("Pushed %s (%s, %s) to %s%s as a containerDisk: %s (layer %s, %s%s)", path, format, size.Format(st.Size()), oci.Scheme, p.Reference, p.Digest, p.Layer, size.Format(p.Size), sent)
 	return &Pushed{Reference: p.Reference, Digest: p.Digest}, nil
 }
 

@@ -3,6 +3,7 @@ package oci
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -135,14 +136,45 @@ func (l *diskLayer) MediaType() (types.MediaType, error)  { return LayerMediaTyp
 // open starts a read of the whole layer (an upload that is retried reads
 // it again).
 func (l *diskLayer) open() io.ReadCloser {
+	return &layerReader{l: l, r: l.bytes(), hash: sha256.New()}
+}
+
+// bytes reads the layer: the header, the disk, the padding and the end of
+// the archive.
+func (l *diskLayer) bytes() io.Reader {
 	tail := l.size - int64(len(l.header)) - l.diskSize
-	return &layerReader{
-		l: l,
-		r: io.MultiReader(bytes.NewReader(l.header),
-			&exactReader{r: io.NewSectionReader(l.disk, 0, l.diskSize), left: l.diskSize},
-			io.LimitReader(zeroReader{}, tail)),
-		hash: sha256.New(),
+	return io.MultiReader(bytes.NewReader(l.header),
+		&exactReader{r: io.NewSectionReader(l.disk, 0, l.diskSize), left: l.diskSize},
+		io.LimitReader(zeroReader{}, tail))
+}
+
+// hash reads the whole layer and returns its digest, without recording it
+// or reporting progress: the upload's own read does both.
+func (l *diskLayer) hash(ctx context.Context) (v1.Hash, error) {
+	h := sha256.New()
+	buf := make([]byte, 1<<20)
+	r := l.bytes()
+	for {
+		if err := ctx.Err(); err != nil {
+			return v1.Hash{}, err
+		}
+		n, err := r.Read(buf)
+		h.Write(buf[:n])
+		if err == io.EOF {
+			return v1.Hash{Algorithm: "sha256", Hex: hex.EncodeToString(h.Sum(nil))}, nil
+		}
+		if err != nil {
+			return v1.Hash{}, err
+		}
 	}
+}
+
+// setDigest records the layer's digest found by hash, for a layer that
+// was not read to its end by an upload.
+func (l *diskLayer) setDigest(h v1.Hash) {
+	l.mu.Lock()
+	l.digest = &h
+	l.mu.Unlock()
 }
 
 // layerReader hashes the layer as it is read, and records the digest when

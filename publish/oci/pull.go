@@ -142,18 +142,15 @@ func (im *Image) Open(ctx context.Context, l Layer) (io.ReadCloser, error) {
 	// user agent), not through remote.Layer, which hashes what it reads:
 	// the caller hashes the same bytes, and a third pass over a disk (the
 	// caller also digests the member) cost a quarter of a pull.
-	repo := ref.Context()
-	rt, err := transport.NewWithContext(ctx, repo.Registry, im.s.auth,
-		transport.NewUserAgent(im.s.o.transport, im.s.o.userAgent), []string{repo.Scope(transport.PullScope)})
+	client, err := im.s.blobClient(ctx, transport.PullScope)
 	if err != nil {
 		return nil, fail(err)
 	}
-	u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: "/v2/" + repo.RepositoryStr() + "/blobs/" + l.Digest}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, im.s.blobURL(ref.DigestStr()), nil)
 	if err != nil {
 		return nil, fail(err)
 	}
-	resp, err := (&http.Client{Transport: rt, CheckRedirect: checkBlobRedirect}).Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fail(err)
 	}
@@ -162,6 +159,26 @@ func (im *Image) Open(ctx context.Context, l Layer) (io.ReadCloser, error) {
 		return nil, fail(err)
 	}
 	return resp.Body, nil
+}
+
+// blobClient is an HTTP client for the blobs of the session's repository,
+// through the registry's transport (its token for scope, its user agent),
+// that follows only the redirects checkBlobRedirect allows.
+func (s *session) blobClient(ctx context.Context, scope string) (*http.Client, error) {
+	repo := s.ref.Context()
+	rt, err := transport.NewWithContext(ctx, repo.Registry, s.auth,
+		transport.NewUserAgent(s.o.transport, s.o.userAgent), []string{repo.Scope(scope)})
+	if err != nil {
+		return nil, err
+	}
+	return &http.Client{Transport: rt, CheckRedirect: checkBlobRedirect}, nil
+}
+
+// blobURL is where the blob of digest is in the session's repository.
+func (s *session) blobURL(digest string) string {
+	repo := s.ref.Context()
+	u := url.URL{Scheme: repo.Scheme(), Host: repo.RegistryStr(), Path: "/v2/" + repo.RepositoryStr() + "/blobs/" + digest}
+	return u.String()
 }
 
 // checkBlobRedirect is where a blob download may be sent: a registry

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -29,6 +31,10 @@ type Pushed struct {
 	Digest    string // the manifest's digest: sha256:...
 	Layer     string // the layer's digest
 	Size      int64  // the layer's size in bytes
+	// LayerExisted: the registry had the layer already (the same disk,
+	// name and time pushed before to this repository), so the rest of it
+	// was not sent.
+	LayerExisted bool
 }
 
 // Pinned is the reference by digest, REGISTRY/REPOSITORY@sha256:..., which
@@ -77,7 +83,8 @@ func Push(ctx context.Context, ref string, disk Disk, opts ...Option) (*Pushed, 
 		return nil, s.fail(err, "Failed to push to")
 	}
 	repo := s.ref.Context()
-	if err := pusher.Upload(ctx, repo, layer); err != nil {
+	existed, err := s.uploadLayer(ctx, pusher, layer)
+	if err != nil {
 		return nil, s.fail(err, fmt.Sprintf("Failed to push the disk %s to", disk.Name))
 	}
 	layerDigest, err := layer.Digest()
@@ -109,7 +116,73 @@ func Push(ctx context.Context, ref string, disk Disk, opts ...Option) (*Pushed, 
 		return nil, s.fail(err, "Failed to push the manifest to")
 	}
 	sum := sha256.Sum256(raw)
-	return &Pushed{Reference: s.ref.Name(), Digest: "sha256:" + hex.EncodeToString(sum[:]), Layer: layerDigest.String(), Size: layer.size}, nil
+	return &Pushed{Reference: s.ref.Name(), Digest: "sha256:" + hex.EncodeToString(sum[:]), Layer: layerDigest.String(), Size: layer.size, LayerExisted: existed}, nil
+}
+
+// uploadLayer uploads l unless the registry has it already. The upload
+// starts at once, its digest computed as it streams; meanwhile the layer
+// is hashed a second time on the side, which is quicker than any registry
+// takes it in, and once that digest is known the registry is asked for the
+// blob. If it has it (the same disk pushed before: outputs are
+// reproducible, so a nightly rebuild pushes the same bytes), the upload is
+// stopped there. The registry drops an upload left unfinished, as it does
+// any client's that goes away.
+func (s *session) uploadLayer(ctx context.Context, pusher *remote.Pusher, l *diskLayer) (existed bool, err error) {
+	uploadCtx, stopUpload := context.WithCancel(ctx)
+	defer stopUpload()
+	uploaded := make(chan error, 1)
+	go func() { uploaded <- pusher.Upload(uploadCtx, s.ref.Context(), l) }()
+
+	hashCtx, stopHash := context.WithCancel(ctx)
+	defer stopHash()
+	hashed := make(chan v1.Hash, 1)
+	go func() {
+		if h, err := l.hash(hashCtx); err == nil {
+			hashed <- h
+		}
+		close(hashed)
+	}()
+
+	select {
+	case err := <-uploaded:
+		return false, err
+	case h, ok := <-hashed:
+		if !ok {
+			return false, <-uploaded
+		}
+		if !s.hasBlob(ctx, h) {
+			return false, <-uploaded
+		}
+		stopUpload()
+		if err := <-uploaded; err == nil {
+			return false, nil // it ended before it could be stopped
+		}
+		if ctx.Err() != nil {
+			return false, ctx.Err()
+		}
+		l.setDigest(h)
+		return true, nil
+	}
+}
+
+// hasBlob reports whether the session's repository has the blob of digest
+// h. Any doubt (an error, an answer other than 200) is a no: the upload
+// goes on.
+func (s *session) hasBlob(ctx context.Context, h v1.Hash) bool {
+	client, err := s.blobClient(ctx, transport.PushScope)
+	if err != nil {
+		return false
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, s.blobURL(h.String()), nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 // manifest is the OCI image manifest (image-spec manifest.md) with its

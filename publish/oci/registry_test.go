@@ -176,6 +176,59 @@ func TestPushPull(t *testing.T) {
 	}
 }
 
+// zeros is a disk of n zero bytes that takes no memory.
+type zeros int64
+
+func (z zeros) ReadAt(p []byte, off int64) (int, error) {
+	if off >= int64(z) {
+		return 0, io.EOF
+	}
+	n := min(int64(len(p)), int64(z)-off)
+	clear(p[:n])
+	if n < int64(len(p)) {
+		return int(n), io.EOF
+	}
+	return int(n), nil
+}
+
+// A disk pushed again to its repository (another tag, a nightly rebuild
+// of the same bytes) is not sent again: the registry has its layer, which
+// the push finds out while the upload has only begun; the image is the
+// same and the registry serves it under the new tag.
+func TestPushSkipsALayerTheRegistryHas(t *testing.T) {
+	isolate(t)
+	reg := registrytest.Start(t, registrytest.Config{})
+	ctx := context.Background()
+	// Large enough that hashing it on the side (a quarter of a second)
+	// ends long before a registry has taken it all in.
+	disk := Disk{Name: "big.raw", Content: zeros(256 << 20), Size: 256 << 20}
+	first, err := Push(ctx, reg.Addr+"/vm/big:1", disk, WithInsecure())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first.LayerExisted {
+		t.Error("the first push found the layer in an empty registry")
+	}
+	var last Progress
+	again, err := Push(ctx, reg.Addr+"/vm/big:2", disk, WithInsecure(), WithProgress(func(p Progress) { last = p }))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !again.LayerExisted {
+		t.Error("the layer was sent again, though the registry had it")
+	}
+	if again.Digest != first.Digest || again.Layer != first.Layer || again.Size != first.Size {
+		t.Errorf("pushed again %+v, first %+v", again, first)
+	}
+	if last.Done >= again.Size {
+		t.Errorf("the upload went to its end (%d of %d bytes)", last.Done, again.Size)
+	}
+	im, err := Resolve(ctx, reg.Addr+"/vm/big:2", WithInsecure())
+	if err != nil || im.Digest != first.Digest || len(im.Layers) != 1 || im.Layers[0].Digest != first.Layer {
+		t.Fatalf("resolved %+v, %v; want the first push's image", im, err)
+	}
+}
+
 func kindOf(err error) Kind {
 	var e *Error
 	if errors.As(err, &e) {
