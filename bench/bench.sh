@@ -144,11 +144,15 @@ durable() { # durable FILE CMD...: CMD, then make FILE durable as we do ours
 # its own (SOURCE_DATE_EPOCH, in the layer's tar headers), so its layer is
 # new to the registry and sent whole: a push of a layer the registry has
 # stops its upload (the registry-repush case times that).
+# Its layer's file is then removed from the registry's storage (the API
+# only unlinks a blob, and eighteen new layers a run would fill the disk).
 registry_job() {
-  local epoch=$((1000000000 + $(date +%s%N) / 1000 % 1000000000))
+  local epoch=$((1000000000 + $(date +%s%N) / 1000 % 1000000000)) disk digest
   mkdir -p "$OUT/tmp" &&
     SOURCE_DATE_EPOCH=$epoch TMPDIR="$OUT/tmp" "$BIN" push -q --insecure "$ZQCOW" "$REG/bench/disk:1" >/dev/null &&
-    TMPDIR="$OUT/tmp" "$DIR/ocipull" -insecure -cache "$OUT/cache" "$REG/bench/disk:1" >/dev/null
+    disk=$(TMPDIR="$OUT/tmp" "$DIR/ocipull" -insecure -cache "$OUT/cache" "$REG/bench/disk:1") || return
+  digest=$(basename "$disk" .image)
+  rm -rf "$REGDIR/storage/docker/registry/v2/blobs/sha256/${digest:0:2}/$digest"
 }
 # registry_repush_job: the same file pushed again with the same timestamp
 # (after the warm-up run, or any earlier one, the registry has its layer),
@@ -173,7 +177,7 @@ registry_floor_job() {
   curl -fsS -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' -T "$ZQCOW" "$loc${sep}digest=sha256:$ZSUM" &&
     curl -fsS -o "$OUT/floor.qcow2" "http://$REG/v2/bench/floor/blobs/sha256:$ZSUM"
 }
-export -f qemu_job qemu_download_job durable registry_job registry_repush_job copy_job registry_floor_job; export OUT BIN DIR ZQCOW ZSUM REG
+export -f qemu_job qemu_download_job durable registry_job registry_repush_job copy_job registry_floor_job; export OUT BIN DIR ZQCOW ZSUM REG REGDIR
 
 selected() { [ "$ONLY" = "  " ] || [[ $ONLY == *" $1 "* ]]; }
 # name|our command|qemu-img's|the file qemu-img's writes

@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/remote/transport"
 	"github.com/google/go-containerregistry/pkg/v1/static"
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
@@ -83,7 +82,7 @@ func Push(ctx context.Context, ref string, disk Disk, opts ...Option) (*Pushed, 
 		return nil, s.fail(err, "Failed to push to")
 	}
 	repo := s.ref.Context()
-	existed, err := s.uploadLayer(ctx, pusher, layer)
+	existed, err := s.uploadLayer(ctx, layer)
 	if err != nil {
 		return nil, s.fail(err, fmt.Sprintf("Failed to push the disk %s to", disk.Name))
 	}
@@ -119,60 +118,10 @@ func Push(ctx context.Context, ref string, disk Disk, opts ...Option) (*Pushed, 
 	return &Pushed{Reference: s.ref.Name(), Digest: "sha256:" + hex.EncodeToString(sum[:]), Layer: layerDigest.String(), Size: layer.size, LayerExisted: existed}, nil
 }
 
-// uploadLayer uploads l unless the registry has it already. The upload
-// starts at once, its digest computed as it streams; meanwhile the layer
-// is hashed a second time on the side, which is quicker than any registry
-// takes it in, and once that digest is known the registry is asked for the
-// blob. If it has it (the same disk pushed before: outputs are
-// reproducible, so a nightly rebuild pushes the same bytes), the upload is
-// stopped there. The registry drops an upload left unfinished, as it does
-// any client's that goes away.
-func (s *session) uploadLayer(ctx context.Context, pusher *remote.Pusher, l *diskLayer) (existed bool, err error) {
-	uploadCtx, stopUpload := context.WithCancel(ctx)
-	defer stopUpload()
-	uploaded := make(chan error, 1)
-	go func() { uploaded <- pusher.Upload(uploadCtx, s.ref.Context(), l) }()
-
-	hashCtx, stopHash := context.WithCancel(ctx)
-	defer stopHash()
-	hashed := make(chan v1.Hash, 1)
-	go func() {
-		if h, err := l.hash(hashCtx); err == nil {
-			hashed <- h
-		}
-		close(hashed)
-	}()
-
-	select {
-	case err := <-uploaded:
-		return false, err
-	case h, ok := <-hashed:
-		if !ok {
-			return false, <-uploaded
-		}
-		if !s.hasBlob(ctx, h) {
-			return false, <-uploaded
-		}
-		stopUpload()
-		if err := <-uploaded; err == nil {
-			return false, nil // it ended before it could be stopped
-		}
-		if ctx.Err() != nil {
-			return false, ctx.Err()
-		}
-		l.setDigest(h)
-		return true, nil
-	}
-}
-
 // hasBlob reports whether the session's repository has the blob of digest
 // h. Any doubt (an error, an answer other than 200) is a no: the upload
 // goes on.
-func (s *session) hasBlob(ctx context.Context, h v1.Hash) bool {
-	client, err := s.blobClient(ctx, transport.PushScope)
-	if err != nil {
-		return false
-	}
+func (s *session) hasBlob(ctx context.Context, client *http.Client, h v1.Hash) bool {
 	req, err := http.NewRequestWithContext(ctx, http.MethodHead, s.blobURL(h.String()), nil)
 	if err != nil {
 		return false

@@ -8,7 +8,9 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"io/fs"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -226,6 +228,21 @@ func TestPushSkipsALayerTheRegistryHas(t *testing.T) {
 	im, err := Resolve(ctx, reg.Addr+"/vm/big:2", WithInsecure())
 	if err != nil || im.Digest != first.Digest || len(im.Layers) != 1 || im.Layers[0].Digest != first.Layer {
 		t.Fatalf("resolved %+v, %v; want the first push's image", im, err)
+	}
+	// The stopped upload was cancelled: the registry keeps none of the
+	// bytes it received (distribution leaves the empty hash state of the
+	// upload's start behind, as for any cancelled upload).
+	var kept int64
+	filepath.WalkDir(filepath.Join(reg.Storage, "docker/registry/v2/repositories/vm/big/_uploads"), func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if info, err := d.Info(); err == nil {
+				kept += info.Size()
+			}
+		}
+		return nil
+	})
+	if kept > 4096 {
+		t.Errorf("the registry keeps %d bytes of the stopped upload", kept)
 	}
 }
 
