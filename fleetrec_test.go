@@ -419,6 +419,14 @@ func TestPlanWritesAndDownloadsNothing(t *testing.T) {
 	if c := plan.Counts(); c[ActionUpToDate] != 3 {
 		t.Errorf("after a build, the update plan is %v:\n%s", c, strings.Join(plan.Lines(), "\n"))
 	}
+	spec.Update = false
+	plan, err = Plan(context.Background(), spec, WithCacheDir(cache))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Join(plan.Lines(), "\n"); !strings.Contains(lines, "local: keep (it exists; --overwrite rebuilds it);") {
+		t.Errorf("a plan without --update does not say why an image is kept:\n%s", lines)
+	}
 }
 
 // TestSpaceRefusal: a run whose images clearly cannot fit refuses before

@@ -160,6 +160,8 @@ func (p *BuildPlan) Lines() []string {
 			what += " because " + pi.Why
 		case pi.Stale:
 			what += ", stale: " + pi.Why + " (--update rebuilds it)"
+		case pi.Action == ActionKeep:
+			what += " (it exists; --overwrite rebuilds it)"
 		}
 		in := "blank"
 		if pi.Input != "" {
