@@ -21,8 +21,10 @@ options, formats and file names. It is made from the same definitions as
 		epilog: `To use it:
   bash:  source <(gen-vm-image completion bash)          (in ~/.bashrc), or
          gen-vm-image completion bash > /etc/bash_completion.d/gen-vm-image
-  zsh:   gen-vm-image completion zsh > "${fpath[1]}/_gen-vm-image"   (then compinit)
-  fish:  gen-vm-image completion fish > ~/.config/fish/completions/gen-vm-image.fish
+  zsh:   gen-vm-image completion zsh > "${fpath[1]}/_gen-vm-image"
+         (then compinit)
+  fish:  gen-vm-image completion fish \
+           > ~/.config/fish/completions/gen-vm-image.fish
 `,
 		run: runCompletion,
 	}

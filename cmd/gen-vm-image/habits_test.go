@@ -36,6 +36,15 @@ func TestHelpWrapsAndDescribes(t *testing.T) {
 				if inUsage && len(line) > width {
 					t.Errorf("%s -h at %s columns: a usage line of %d: %q", c.name, cols, len(line), line)
 				}
+				// Only an option's names may be longer (argparse
+				// does not break them either): descriptions, help
+				// and the text after them fit 80 columns.
+				if len(line) > max(width, 80) && !strings.HasPrefix(line, "  -") {
+					t.Errorf("%s -h at %s columns: a line of %d: %q", c.name, cols, len(line), line)
+				}
+				if strings.Contains(line, "` + ") || strings.Contains(line, " + `") {
+					t.Errorf("%s -h: Go source in the help: %q", c.name, line)
+				}
 			}
 			for _, a := range c.args {
 				if !strings.Contains(r.stdout, "  "+a.name) {

@@ -69,7 +69,8 @@ COPIED flags.`,
 		options: inspectOptions,
 		epilog: `exit codes (as qemu-img check's):
   0    no errors were found
-  1    the check could not complete (no such file, an unreadable or malformed image)
+  1    the check could not complete (no such file, an unreadable or malformed
+       image)
   2    the image is corrupted
   3    the image only leaks clusters (space is wasted, no data is harmed)
   63   the image's format has no consistency check (raw)

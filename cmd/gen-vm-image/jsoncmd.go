@@ -20,10 +20,12 @@ initializer plugin of corc).`,
 		epilog: `The request has the keys of that plugin call:
 
   {"name": "debian", "size": "20G", "version": "12", "format": "qcow2",
-   "input": "path/to/base.qcow2",        (or a URL, or oci://REGISTRY/REPO:TAG, or
-                                          {"path"|"url"|"oci": ..., "format": ...,
-                                           "checksum": {"type": ..., "value": ...}})
+   "input": "path/to/base.qcow2",
    "output_directory": "generated-images", "overwrite": false, "verbose": true}
+
+"input" may be a path, a URL, oci://REGISTRY/REPO:TAG, or an object:
+  {"path"|"url"|"oci": ..., "format": ...,
+   "checksum": {"type": ..., "value": ...}}
 
 The answer is the same JSON result as 'single' prints, on stdout on success and
 on stderr on failure, and the exit code is its return_code (9: bad JSON).

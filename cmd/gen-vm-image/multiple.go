@@ -59,15 +59,21 @@ validated first, and every problem is reported at once with its line number.`,
       name: <string>              # required
       size: <string>              # required: 20G, 512M, ...
       version: <string|number>    # optional: NAME-VERSION.FORMAT
-      format: <string>            # optional: ` + "`" + ` + writableFormats(true) + ` + "`" + `
+      format: <string>            # optional: FORMAT (below)
       input:                      # optional: the image to base this one on
         path: <string>            # a local file, or
-        url: <url> | [<url>, ...] # a download (a list: mirrors, tried in order), or
-        oci: <reference>          # a KubeVirt containerDisk: REGISTRY/REPO:TAG or @sha256:...
+        url: <url> | [<url>, ...] # a download (a list: mirrors, in order),
+        oci: <reference>          # or a KubeVirt containerDisk:
+                                  #   REGISTRY/REPO:TAG or REPO@sha256:...
         format: <string>          # optional: must agree with the content
-        checksum: {type: sha256, value: <hex>, buffer_size: <int>, read_bytes: <int>}
+        checksum: {type: sha256, value: <hex>,
+                   buffer_size: <int>, read_bytes: <int>}
         # or the checksum from a published checksum file, optionally signed:
-        # checksum: {file: <url|path>, type: <optional>, signature: <url|path>, key: <path|url>}
+        # checksum: {file: <url|path>, type: <optional>,
+        #            signature: <url|path>, key: <path|url>}
+
+FORMAT is one of:
+  ` + writableFormats(true) + `.
 
 The result is printed as JSON: on stdout on success, on stderr on failure, with
 the return code of the first failure as the exit code.
