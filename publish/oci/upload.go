@@ -62,6 +62,9 @@ func (s *session) uploadLayer(ctx context.Context, l *diskLayer) (existed bool, 
 				return false, ctx.Err()
 			}
 			l.setDigest(h)
+			if l.progress != nil { // the whole layer is there
+				l.progress(Progress{Done: l.size, Total: l.size})
+			}
 			return true, nil
 		}
 		sendErr = <-sent
