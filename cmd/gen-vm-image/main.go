@@ -34,6 +34,11 @@ type interruption struct{ sig os.Signal }
 
 func (i *interruption) Error() string { return "interrupted by " + signalName(i.sig) }
 
+// Is makes the signal a cancellation wherever an error carries it as the
+// cause (HTTP clients return the cause, not context.Canceled), so that
+// every layer tells an interruption as one.
+func (i *interruption) Is(target error) bool { return target == context.Canceled }
+
 func (i *interruption) code() int {
 	if i.sig == syscall.SIGTERM {
 		return 143
@@ -167,11 +172,7 @@ func respond(e env, r jsonproto.Response) int {
 		if !strings.HasPrefix(r.Response, "Interrupted") {
 			r.Response = "Interrupted: " + r.Response
 		}
-		if strings.Contains(r.Response, i.Error()) { // said already, by the error itself
-			r.Response += " (nothing half-written was left)"
-		} else {
-			r.Response += " (" + i.Error() + "; nothing half-written was left)"
-		}
+		r.Response += " (" + i.Error() + "; nothing half-written was left)"
 	}
 	out, err := r.MarshalPython()
 	if err != nil {
