@@ -89,8 +89,8 @@ const tarBlock = 512
 // diskLayer is the containerDisk layer of a disk, streamed from the disk:
 // the header, the disk's bytes, the padding and the end of the archive.
 // Its size is known from the start and its digest once it has been read
-// whole, which is how go-containerregistry streams an upload (it asks for
-// the digest after the upload, to commit it).
+// whole (or hashed on the side): an upload commits with the digest after
+// streaming the bytes.
 type diskLayer struct {
 	disk     io.ReaderAt
 	diskSize int64
@@ -101,8 +101,6 @@ type diskLayer struct {
 	mu     sync.Mutex
 	digest *v1.Hash
 }
-
-var _ v1.Layer = (*diskLayer)(nil)
 
 func newDiskLayer(d Disk, mtime time.Time, progress func(Progress)) (*diskLayer, error) {
 	if d.Size < 0 {
@@ -124,14 +122,6 @@ func (l *diskLayer) Digest() (v1.Hash, error) {
 	}
 	return *l.digest, nil
 }
-
-// DiffID is the digest: the layer is not compressed.
-func (l *diskLayer) DiffID() (v1.Hash, error) { return l.Digest() }
-
-func (l *diskLayer) Compressed() (io.ReadCloser, error)   { return l.open(), nil }
-func (l *diskLayer) Uncompressed() (io.ReadCloser, error) { return l.open(), nil }
-func (l *diskLayer) Size() (int64, error)                 { return l.size, nil }
-func (l *diskLayer) MediaType() (types.MediaType, error)  { return LayerMediaType, nil }
 
 // open starts a read of the whole layer (an upload that is retried reads
 // it again).

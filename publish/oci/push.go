@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
@@ -116,22 +115,6 @@ func Push(ctx context.Context, ref string, disk Disk, opts ...Option) (*Pushed, 
 	}
 	sum := sha256.Sum256(raw)
 	return &Pushed{Reference: s.ref.Name(), Digest: "sha256:" + hex.EncodeToString(sum[:]), Layer: layerDigest.String(), Size: layer.size, LayerExisted: existed}, nil
-}
-
-// hasBlob reports whether the session's repository has the blob of digest
-// h. Any doubt (an error, an answer other than 200) is a no: the upload
-// goes on.
-func (s *session) hasBlob(ctx context.Context, client *http.Client, h v1.Hash) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, s.blobURL(h.String()), nil)
-	if err != nil {
-		return false
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }
 
 // manifest is the OCI image manifest (image-spec manifest.md) with its

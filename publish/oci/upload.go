@@ -81,6 +81,22 @@ func (s *session) uploadLayer(ctx context.Context, l *diskLayer) (existed bool, 
 	return false, up.commit(ctx, digest)
 }
 
+// hasBlob reports whether the session's repository has the blob of digest
+// h. Any doubt (an error, an answer other than 200) is a no: the upload
+// goes on.
+func (s *session) hasBlob(ctx context.Context, client *http.Client, h v1.Hash) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, s.blobURL(h.String()), nil)
+	if err != nil {
+		return false
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
 // upload is a blob upload session: where its next request goes.
 type upload struct {
 	client   *http.Client
