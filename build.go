@@ -101,8 +101,8 @@ func checkPushes(spec BuildSpec, images []arch.Image) error {
 type BuildResult struct {
 	Images []ImageResult
 	// NotBuilt are the images a stop (an interruption, --fail-fast) kept
-	// from being built: never started (Elapsed is 0), or stopped at work
-	// once another image had failed. Their results do not count.
+	// from being built: never started, or stopped at work (Stopped) once
+	// another image had failed. Their results do not count.
 	NotBuilt []ImageResult
 	Messages []string // what a verbose run prints, in order
 	// Notices are what a user should see even without -v: the
@@ -307,7 +307,7 @@ func failureSummary(res *BuildResult, count int, dir string, first error) string
 		}
 	}
 	for _, im := range res.NotBuilt {
-		if im.Elapsed > 0 {
+		if im.Stopped {
 			stopped = append(stopped, im.Key)
 		} else {
 			notStarted = append(notStarted, im.Key)

@@ -197,7 +197,7 @@ func summaryTable(res *genvm.BuildResult, width int) string {
 		result, took, space := "built", "", ""
 		notBuilt := i >= len(res.Images)
 		switch {
-		case im.Stopped || notBuilt && im.Elapsed > 0:
+		case im.Stopped:
 			result = "stopped"
 		case notBuilt:
 			result = "not started"

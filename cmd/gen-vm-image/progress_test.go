@@ -54,7 +54,7 @@ func TestSummaryTable(t *testing.T) {
 			{Key: "d", Result: genvm.Result{Path: filepath.Join(dir, "d.qcow2")}, Err: interrupted, Stopped: true, Elapsed: 2 * time.Second},
 		},
 		NotBuilt: []genvm.ImageResult{
-			{Key: "e", Result: genvm.Result{Path: filepath.Join(dir, "e.raw")}, Elapsed: 300 * time.Millisecond},
+			{Key: "e", Result: genvm.Result{Path: filepath.Join(dir, "e.raw")}, Err: interrupted, Stopped: true, Elapsed: 300 * time.Millisecond},
 			{Key: "f", Result: genvm.Result{Path: filepath.Join(dir, "f.raw")}},
 		},
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -62,15 +63,9 @@ func Misspelt(s string) (string, bool) {
 	if !ok || strings.HasPrefix(rest, "//") {
 		return "", false
 	}
-	scheme = strings.ToLower(scheme)
-	for _, k := range knownSchemes {
-		if scheme == k {
-			rest = strings.TrimLeft(rest, "/")
-			if rest == "" {
-				return "", false
-			}
-			return k + "://" + rest, true
-		}
+	scheme, rest = strings.ToLower(scheme), strings.TrimLeft(rest, "/")
+	if !slices.Contains(knownSchemes, scheme) || rest == "" {
+		return "", false
 	}
-	return "", false
+	return scheme + "://" + rest, true
 }
